@@ -1,0 +1,126 @@
+"""The backbone registry: one `BackboneSpec` per model, looked up by name with helpful misses."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import TransferkitError, close_matches
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw RGB pixels in [0, 255] become model input: optional RGB→BGR, then (x - mean) / std per channel."""
+
+    bgr: bool = False
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+# The `preprocess_input` modes of keras.applications, plus the EfficientNet-Lite checkpoints' own scaling.
+PREPROCESSING: dict[str, Preprocessing] = {
+    "caffe": Preprocessing(bgr=True, mean=(103.939, 116.779, 123.68)),
+    "tf": Preprocessing(mean=(127.5,) * 3, std=(127.5,) * 3),
+    "torch": Preprocessing(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
+    "none": Preprocessing(),  # the model rescales inside (EfficientNet, ConvNeXt, MobileNetV3)
+    "lite": Preprocessing(mean=(127.0,) * 3, std=(128.0,) * 3),
+}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything transferkit needs to know about one pretrained CNN.
+
+    Args:
+        name: registry name, the snake_case of the Keras function (`resnet101_v2`).
+        builder: a `keras.applications`-style function taking `include_top`, `weights`,
+            `input_shape` (and `classes`) and returning a functional `keras.Model`.
+        preprocessing: key of `PREPROCESSING`.
+        input_size: default (and ImageNet-training) square input size in pixels.
+        default_layer: the pre-logits feature layer used when none is given.
+        top_layers: layers that exist only with `include_top=True`; they fix the input size.
+        blocks: block output layers, bottom to top. Empty means "derive from the
+            model": the last layer at each spatial resolution.
+        finetune_blocks: how many top blocks fine-tuning unfreezes by default.
+        crop_fraction: None to resize the whole image (Keras' default); else the
+            centre square of this fraction of the shorter side is resized.
+        resample: PIL resampling filter name used for resizing.
+        min_input_size: the smallest input size the architecture accepts.
+        imagenet_weights: where ImageNet weights come from ("keras" download, or "package").
+        family, keras_name, description: for listings.
+    """
+
+    name: str
+    builder: Callable
+    preprocessing: str
+    input_size: int
+    default_layer: str
+    top_layers: tuple[str, ...] = ("predictions",)
+    blocks: tuple[str, ...] = ()
+    finetune_blocks: int = 1
+    crop_fraction: float | None = None
+    resample: str = "bilinear"
+    min_input_size: int = 32
+    imagenet_weights: str = "keras"
+    family: str = ""
+    keras_name: str = ""
+    description: str = ""
+    aliases: tuple[str, ...] = field(default=())
+
+
+# Virtual layers every backbone has: global pooling of the convolutional base's last output.
+POOLED_ALIASES = {"avg_pool": "avg", "max_pool": "max"}
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+_lookup: dict[str, str] = {}  # normalised name or alias -> registry name
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def register_backbone(spec: BackboneSpec, *, overwrite: bool = False) -> BackboneSpec:
+    """Add `spec` to the registry so every command can use it by name.
+
+    Example:
+    >>> register_backbone(BackboneSpec("my_net", my_builder, "tf", 96, "avg_pool"))  # doctest: +SKIP
+    """
+    if spec.preprocessing not in PREPROCESSING:
+        raise TransferkitError(
+            f"`preprocessing` must be one of {sorted(PREPROCESSING)}. Received: preprocessing={spec.preprocessing!r}"
+        )
+    for key in {_key(spec.name), *(_key(a) for a in spec.aliases)}:
+        if key in _lookup and _lookup[key] != spec.name and not overwrite:
+            raise TransferkitError(f"A backbone named {spec.name!r} is already registered.")
+        _lookup[key] = spec.name
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+
+def list_backbones(pattern: str | None = None) -> list[str]:
+    """Registered backbone names, sorted; `pattern` filters with shell wildcards (`"resnet*"`)."""
+    import fnmatch
+
+    names = sorted(_REGISTRY)
+    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern.lower())]
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """Look up a backbone by registry name or Keras spelling (`"resnet101_v2"` or `"ResNet101V2"`).
+
+    Raises:
+        TransferkitError: for an unknown name, with close matches and where to list them.
+    """
+    if isinstance(name, BackboneSpec):
+        return name
+    hit = _lookup.get(_key(str(name)))
+    if hit is None:
+        suggestions = close_matches(str(name), list(_REGISTRY))
+        msg = f"Unknown model {name!r}."
+        if suggestions:
+            msg += f" Did you mean {' or '.join(repr(s) for s in suggestions)}?"
+        msg += " Run `transferkit models` to list them."
+        raise TransferkitError(msg)
+    return _REGISTRY[hit]

@@ -1,0 +1,175 @@
+"""The one adapter to the Keras backends: default choice, compiled inference and bfloat16 detection.
+
+Everything backend-specific (TensorFlow, JAX, PyTorch) lives here; the rest of
+transferkit talks to Keras and `keras.ops` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import numpy as np
+
+_PREFERENCE = ("tensorflow", "jax", "torch")
+
+
+def ensure_default_backend() -> None:
+    """Pick TensorFlow as the Keras backend when `KERAS_BACKEND` is unset (else JAX, else PyTorch).
+
+    TensorFlow is by far the fastest backend on CPUs; machines without it fall
+    back to whichever of JAX/PyTorch is installed. Must run before `import keras`.
+    """
+    if os.environ.get("KERAS_BACKEND"):
+        return
+    for name in _PREFERENCE:
+        if importlib.util.find_spec(name) is not None:
+            os.environ["KERAS_BACKEND"] = name
+            break
+    # TensorFlow's C++ start-up chatter hides transferkit's own output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def name() -> str:
+    """The active Keras backend ("tensorflow", "jax" or "torch")."""
+    import keras
+
+    return keras.backend.backend()
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str):
+    """Build layers under `mixed_bfloat16` when `precision == "bfloat16"`, restoring the old policy after."""
+    import keras
+
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
+@lru_cache(maxsize=None)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@lru_cache(maxsize=None)
+def accelerator() -> str | None:
+    """"gpu" when the active backend sees a GPU, else None."""
+    backend = name()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return "gpu" if tf.config.list_physical_devices("GPU") else None
+        if backend == "jax":
+            import jax
+
+            return "gpu" if jax.default_backend() in ("gpu", "cuda", "rocm") else None
+        if backend == "torch":
+            import torch
+
+            return "gpu" if torch.cuda.is_available() else None
+    except Exception:  # a broken driver means "no GPU", not a crash
+        return None
+    return None
+
+
+def bfloat16_is_fast() -> bool:
+    """True where bfloat16 matrix units exist: GPUs with bf16 tensor cores, AMX / AVX512-BF16 CPUs.
+
+    On the CPU only the TensorFlow backend (oneDNN) turns bfloat16 into AMX
+    instructions; XLA-CPU and PyTorch-CPU run it slower than float32.
+    """
+    if accelerator() == "gpu":
+        return _gpu_has_bf16()
+    return name() == "tensorflow" and bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
+
+
+def _gpu_has_bf16() -> bool:
+    backend = name()
+    try:
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.is_bf16_supported()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpu = tf.config.list_physical_devices("GPU")[0]
+            cc = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+            return tuple(cc) >= (8, 0)
+        if backend == "jax":
+            import jax
+
+            cc = getattr(jax.devices()[0], "compute_capability", "0")
+            return float(cc) >= 8.0
+    except Exception:
+        return False
+    return False
+
+
+def resolve_precision(precision: str) -> str:
+    """Map "auto" to "bfloat16" where it runs fast and "float32" elsewhere; other values pass through."""
+    if precision == "auto":
+        return "bfloat16" if bfloat16_is_fast() else "float32"
+    return precision
+
+
+def compile_inference(model, fn: Callable) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """Compile `fn(model_call, x) -> list of tensors` into a NumPy-in, NumPy-out inference function.
+
+    `fn` receives a `model_call(x)` that runs `model` in inference mode, so it can
+    wrap pre- and post-processing (written with `keras.ops`) around the model.
+    TensorFlow uses `tf.function`, JAX `jax.jit` over `stateless_call`, PyTorch
+    eager mode under `no_grad` (its compiler costs more than it saves here).
+    """
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(lambda x: fn(lambda t: model(t, training=False), x), reduce_retracing=True)
+        return lambda x: [np.asarray(t) for t in compiled(tf.convert_to_tensor(x))]
+    if backend == "jax":
+        import jax
+
+        def pure(trainable, non_trainable, x):
+            def call(t):
+                return model.stateless_call(trainable, non_trainable, t, training=False)[0]
+
+            return fn(call, x)
+
+        jitted = jax.jit(pure)
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        return lambda x: [np.asarray(t) for t in jitted(trainable, non_trainable, x)]
+    if backend == "torch":
+        import keras
+        import torch
+
+        def run(x):
+            with torch.no_grad():
+                outs = fn(lambda t: model(t, training=False), keras.ops.convert_to_tensor(x))
+                return [keras.ops.convert_to_numpy(t) for t in outs]
+
+        return run
+    raise RuntimeError(f"Unsupported Keras backend {backend!r}")
+
+
+def to_numpy(tensors: Sequence) -> list[np.ndarray]:
+    """Convert backend tensors to NumPy arrays."""
+    import keras
+
+    return [keras.ops.convert_to_numpy(t) for t in tensors]

@@ -1,0 +1,6 @@
+"""Image folders in, uint8 batches out: indexing, decoding and labels."""
+
+from .decode import DecodeError, load_image
+from .folder import IMAGE_EXTENSIONS, ImageIndex, index_images
+
+__all__ = ["DecodeError", "IMAGE_EXTENSIONS", "ImageIndex", "index_images", "load_image"]

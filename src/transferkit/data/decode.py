@@ -1,0 +1,132 @@
+"""Decoding one image file of any mode into an RGB uint8 array of the model's input size."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..errors import TransferkitError
+
+# Larger images are refused as decompression bombs (PIL's own default is ~89 Mpx).
+MAX_PIXELS = 178_956_970
+RESAMPLE = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+
+
+class DecodeError(Exception):
+    """One file could not be turned into an image; `reason` says why in a few words."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def _to_rgb(im):
+    """Convert any PIL mode to RGB: 16-bit and float scaled to 8 bits, transparency composited on white."""
+    from PIL import Image
+
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr8 = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+        mode = im.mode
+    if mode in ("LA", "La", "PA"):
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "RGBa"):
+        background = Image.new("RGB", im.size, (255, 255, 255))
+        background.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
+        return background
+    return im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def load_image(path: str, size: int, *, crop_fraction: float | None = None, resample: str = "bilinear",
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read one image as a (size, size, 3) uint8 RGB array.
+
+    EXIF orientation is applied; multi-frame files (GIF, TIFF) give their first
+    frame; grayscale, palette, CMYK, 16-bit and transparent images are converted.
+    JPEGs are decoded at a reduced scale when the target is much smaller (PIL draft mode).
+
+    Args:
+        path: the image file.
+        size: output side in pixels.
+        crop_fraction: None resizes the whole image (aspect ratio not kept, as Keras
+            does); a fraction f takes the centre square of side f × shorter side.
+        resample: PIL filter name ("bilinear", "bicubic", ...).
+        max_pixels: larger images are refused as decompression bombs.
+
+    Raises:
+        DecodeError: the file is not a readable image (reason in `.reason`).
+
+    Example:
+    >>> load_image("cat.jpg", 224).shape  # doctest: +SKIP
+    (224, 224, 3)
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    filt = getattr(Image.Resampling, resample.upper())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise DecodeError(path, f"decompression bomb: {w}x{h} pixels exceeds the limit of {max_pixels}")
+                if w < 1 or h < 1:
+                    raise DecodeError(path, f"empty image ({w}x{h})")
+                if im.format == "JPEG":
+                    # Decode at 1/2, 1/4 or 1/8 scale while still >= the needed resolution.
+                    need = size / crop_fraction if crop_fraction else size
+                    im.draft("RGB", (int(need * w / min(w, h)) + 1, int(need * h / min(w, h)) + 1)
+                             if crop_fraction else (size, size))
+                im.seek(0)
+                im = ImageOps.exif_transpose(im)
+                im.load()
+                im = _to_rgb(im)
+                w, h = im.size
+                if crop_fraction:
+                    side = max(1.0, min(w, h) * crop_fraction)
+                    left, top = (w - side) / 2, (h - side) / 2
+                    box = (left, top, left + side, top + side)
+                else:
+                    box = None
+                if (w, h) != (size, size) or box is not None:
+                    im = im.resize((size, size), filt, box=box)
+                arr = np.asarray(im, dtype=np.uint8)
+    except DecodeError:
+        raise
+    except FileNotFoundError:
+        raise DecodeError(path, "file not found (deleted while running?)") from None
+    except PermissionError:
+        raise DecodeError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise DecodeError(path, "is a directory") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        reason = "not an image (unrecognised format)" if isinstance(exc, UnidentifiedImageError) else (
+            f"decompression bomb: {exc}")
+        raise DecodeError(path, reason) from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        text = str(exc) or type(exc).__name__
+        if "truncated" in text:
+            text = "truncated or corrupt image data"
+        raise DecodeError(path, f"corrupt image: {text}") from None
+    if arr.shape != (size, size, 3):  # defensive: every branch above yields RGB
+        raise DecodeError(path, f"unexpected decoded shape {arr.shape}")
+    return arr
+
+
+def check_resample(resample: str) -> str:
+    """Validate a resampling filter name."""
+    if resample not in RESAMPLE:
+        from ..errors import one_of_message
+
+        raise TransferkitError(one_of_message("resample", resample, list(RESAMPLE)))
+    return resample

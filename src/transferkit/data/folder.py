@@ -1,0 +1,158 @@
+"""Indexing image folders: file paths in a deterministic order, with labels from class sub-folders."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TransferkitError, check_one_of
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+LABEL_MODES = ("inferred", "none")
+
+
+@dataclass
+class ImageIndex:
+    """The images of a folder: paths relative to `root`, integer labels (or None) and class names."""
+
+    root: Path
+    paths: list[str]
+    labels: np.ndarray | None
+    class_names: list[str]
+    ignored: list[str] = field(default_factory=list)  # files skipped for their extension
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def absolute(self, i: int) -> str:
+        """The absolute path of image `i`."""
+        return str(self.root / self.paths[i])
+
+    def fingerprint(self) -> str:
+        """A hash of the file list and labels: an output folder resumes only over the same list."""
+        h = hashlib.sha256()
+        for i, p in enumerate(self.paths):
+            h.update(p.encode("utf-8", "surrogateescape"))
+            h.update(b"\0" + (str(int(self.labels[i])) if self.labels is not None else "-").encode() + b"\n")
+        return h.hexdigest()
+
+    def subset(self, idx) -> "ImageIndex":
+        """A new index holding only the images at positions `idx`."""
+        idx = list(idx)
+        labels = None if self.labels is None else self.labels[idx]
+        return ImageIndex(self.root, [self.paths[i] for i in idx], labels, self.class_names)
+
+
+def _walk(top: Path, extensions: tuple[str, ...], ignored: list[str]) -> list[str]:
+    """Image files below `top` (following symlinks, each real folder once), relative to `top`, sorted."""
+    found = []
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True, onerror=_raise_walk_error):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:  # a symlink loop, or the same folder linked twice
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        dirnames.sort()
+        for fname in filenames:
+            full = os.path.join(dirpath, fname)
+            rel = os.path.relpath(full, top).replace(os.sep, "/")
+            if fname.startswith("."):
+                continue
+            if fname.lower().endswith(extensions):
+                found.append(rel)
+            else:
+                ignored.append(rel)
+    return sorted(found)
+
+
+def _raise_walk_error(err: OSError):
+    raise TransferkitError(f"Cannot read the folder {err.filename}: {err.strerror}. Check its permissions.")
+
+
+def index_images(source, *, labels: str = "inferred", class_names=None,
+                 extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> ImageIndex:
+    """List the images of a folder in a deterministic order, labelled by class sub-folder.
+
+    Args:
+        source: a folder, one image file, or a list of image files.
+        labels: "inferred": when `source` has sub-folders, each is a class (sorted
+            by name, as `keras.utils.image_dataset_from_directory` does) and images at
+            the top level are an error; a folder of images only is unlabelled.
+            "none": every image below `source` is taken, unlabelled.
+        class_names: optional explicit class order (must match the sub-folders).
+        extensions: file endings that count as images (case-insensitive).
+
+    Returns:
+        An `ImageIndex`; paths are sorted by class, then by relative path.
+
+    Example:
+    >>> idx = index_images("data/train")  # doctest: +SKIP
+    >>> idx.class_names, len(idx)
+    (['cats', 'dogs'], 2000)
+    """
+    check_one_of("labels", labels, LABEL_MODES)
+    extensions = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+    if isinstance(source, (list, tuple)):
+        return _index_files([Path(p) for p in source])
+    root = Path(os.path.expanduser(str(source)))
+    if root.is_file():
+        return _index_files([root])
+    if not root.exists():
+        raise TransferkitError(f"The image folder {str(root)!r} does not exist. Pass a folder of images or class sub-folders.")
+    if not root.is_dir():
+        raise TransferkitError(f"{str(root)!r} is neither a folder nor an image file.")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise TransferkitError(f"Cannot read the folder {str(root)!r}: permission denied.")
+    ignored: list[str] = []
+    paths = _walk(root, extensions, ignored)
+    top_level = [p for p in paths if "/" not in p]
+    subdirs = sorted({p.split("/", 1)[0] for p in paths if "/" in p})
+    if labels == "none" or not subdirs:
+        if not paths:
+            raise _empty_error(root, extensions, ignored)
+        return ImageIndex(root.resolve(), paths, None, [], ignored)
+    if top_level:
+        raise TransferkitError(
+            f"{str(root)!r} mixes class sub-folders ({', '.join(subdirs[:5])}) with images at its top level "
+            f"(e.g. {top_level[0]!r}). Move those images into a class folder, or pass --labels none to treat "
+            "every image as unlabelled."
+        )
+    classes = subdirs
+    if class_names is not None:
+        class_names = list(class_names)
+        missing = sorted(set(classes) - set(class_names))
+        if missing:
+            raise TransferkitError(
+                f"`class_names` must name every class folder. Received: class_names={class_names}; "
+                f"folders without a class: {missing}"
+            )
+        classes = class_names
+    position = {c: i for i, c in enumerate(classes)}
+    paths.sort(key=lambda p: (position[p.split("/", 1)[0]], p))
+    label_arr = np.array([position[p.split("/", 1)[0]] for p in paths], dtype=np.int32)
+    return ImageIndex(root.resolve(), paths, label_arr, classes, ignored)
+
+
+def _index_files(files: list[Path]) -> ImageIndex:
+    for f in files:
+        if not f.is_file():
+            raise TransferkitError(f"The image {str(f)!r} does not exist or is not a file.")
+    resolved = [f.resolve() for f in files]
+    root = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+    return ImageIndex(root, [str(p.relative_to(root)).replace(os.sep, "/") for p in resolved], None, [])
+
+
+def _empty_error(root: Path, extensions, ignored) -> TransferkitError:
+    msg = f"No images found in {str(root)!r} (looked for {', '.join(extensions)})."
+    if ignored:
+        msg += f" {len(ignored)} other files were found, e.g. {ignored[0]!r}."
+    return TransferkitError(msg)

@@ -1,0 +1,49 @@
+"""The one user-facing error type and the argument checks that raise it."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class TransferkitError(ValueError):
+    """A problem with the user's input or environment, with a message saying how to fix it.
+
+    The command line prints the message as one line (no traceback unless
+    `TRANSFERKIT_DEBUG=1`); library users can catch it as a `ValueError`.
+    """
+
+
+def close_matches(value: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """Return up to `n` entries of `choices` that look like `value` (case-insensitive)."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    hits = difflib.get_close_matches(str(value).lower(), list(lowered), n=n, cutoff=0.6)
+    return [lowered[h] for h in hits]
+
+
+def check_one_of(arg: str, value, choices: Iterable, hint: str = "") -> None:
+    """Raise `TransferkitError` unless `value` is in `choices`, naming the argument and close matches.
+
+    Example:
+    >>> check_one_of("pooling", "mean", ["none", "avg", "max", "flatten"])
+    Traceback (most recent call last):
+    ...
+    transferkit.errors.TransferkitError: `pooling` must be one of ['none', 'avg', 'max', 'flatten']. Received: pooling='mean'
+    """
+    choices = list(choices)
+    if value in choices:
+        return
+    raise TransferkitError(one_of_message(arg, value, choices, hint))
+
+
+def one_of_message(arg: str, value, choices: list, hint: str = "") -> str:
+    """The message of `check_one_of`; long lists are shortened and close matches suggested."""
+    shown = choices if len(choices) <= 12 else choices[:12] + ["..."]
+    msg = f"`{arg}` must be one of {shown}. Received: {arg}={value!r}"
+    suggestions = close_matches(str(value), [str(c) for c in choices])
+    if suggestions:
+        msg += f". Did you mean {' or '.join(repr(s) for s in suggestions)}?"
+    if hint:
+        msg += f" {hint}"
+    return msg

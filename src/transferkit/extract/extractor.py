@@ -1,0 +1,45 @@
+"""The extractor: a compiled backbone-to-features function run on fixed-size uint8 batches."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backbones.build import FeatureModel
+
+
+class Extractor:
+    """Runs a `FeatureModel` on batches of uint8 images, returning float32 arrays per layer.
+
+    Batches are padded to `batch_size` so the compiled function sees one shape
+    (no retracing or recompiling for the last, smaller batch).
+
+    Example:
+    >>> ex = Extractor(build_feature_model("vgg16", ["fc2"], weights="none"), batch_size=16)  # doctest: +SKIP
+    >>> ex(images)["fc2"].shape
+    (16, 4096)
+    """
+
+    def __init__(self, feature_model: FeatureModel, batch_size: int = 32):
+        self.feature_model = feature_model
+        self.batch_size = batch_size
+        self._fn = feature_model.compile()
+
+    @property
+    def layers(self) -> list[str]:
+        return self.feature_model.layers
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(images)
+        outs: list[list[np.ndarray]] = [[] for _ in self.layers]
+        for start in range(0, n, self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            m = len(chunk)
+            if m < self.batch_size:
+                pad = np.zeros((self.batch_size - m,) + chunk.shape[1:], dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, pad])
+            for store, arr in zip(outs, self._fn(chunk)):
+                store.append(np.asarray(arr[:m], dtype=np.float32))
+        return {
+            name: (np.concatenate(parts) if parts else np.zeros((0,) + tuple(shape), np.float32))
+            for name, parts, shape in zip(self.layers, outs, self.feature_model.shapes)
+        }

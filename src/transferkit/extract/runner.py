@@ -1,0 +1,211 @@
+"""The runner: plans shards over the sorted image list, skips finished ones, and drives reader → extractor → writer."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, backend
+from ..backbones.build import build_feature_model, normalize_weights, weights_identity
+from ..backbones.registry import PREPROCESSING, get_backbone
+from ..data.decode import check_resample
+from ..data.folder import index_images
+from ..errors import TransferkitError, check_one_of
+from .extractor import Extractor
+from .reader import ImageReader
+from .store import FeatureSet, load_features, read_manifest
+from .writer import MANIFEST, SHARD_PATTERN, read_shard_meta, shard_name, write_json_atomic, write_npy, write_shard
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+FORMATS = ("parquet", "npy")
+
+
+def _positive_int(arg: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise TransferkitError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
+    return int(value)
+
+
+def _prepare_out(out: Path, overwrite: bool) -> dict | None:
+    """Create `out` (checking it is writable); return its manifest when one exists."""
+    if out.exists() and not out.is_dir():
+        raise TransferkitError(f"The output {str(out)!r} exists and is not a folder. Choose another -o/--output.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise TransferkitError(f"Cannot write to the output folder {str(out)!r}: {exc.strerror or exc}. "
+                               "Choose a writable -o/--output.") from None
+    ours = [p for p in out.iterdir() if SHARD_PATTERN.match(p.name) or p.name == MANIFEST
+            or p.name.startswith((".part-", f".{MANIFEST}", ".features", ".paths"))
+            or p.name in ("labels.npy", "paths.txt") or (p.name.startswith("features") and p.suffix == ".npy")]
+    others = [p for p in out.iterdir() if p not in ours]
+    if not (out / MANIFEST).exists():
+        if others:
+            raise TransferkitError(f"The output folder {str(out)!r} is not empty and holds no transferkit "
+                                   f"manifest (e.g. {others[0].name!r}). Choose a new or empty folder.")
+        for p in ours:  # shards of a run killed before its first manifest write
+            p.unlink()
+        return None
+    if overwrite:
+        for p in ours:
+            p.unlink()
+        return None
+    for p in ours:  # temporary files of a killed run
+        if p.name.startswith("."):
+            p.unlink()
+    return read_manifest(out)
+
+
+def _diff(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "none", input_size: int | None = None,
+            weights="imagenet", batch_size: int = 32, precision: str = "auto", labels: str = "inferred",
+            shard_size: int = 1024, format: str = "parquet", overwrite: bool = False, workers: int | None = None,
+            seed: int = 0, quiet: bool = True) -> FeatureSet:
+    """Extract features of every image under `images` into the folder `out`, resuming a previous run.
+
+    Args:
+        images: a folder (class sub-folders give labels), an image file, or a list of files.
+        out: output folder: `part-NNNNN.parquet` shards + `manifest.json`.
+        model: registry name (`transferkit models`).
+        layers: layer name or list (one forward pass); default the model's pre-logits layer.
+        pooling: "none", "avg", "max" or "flatten", applied to 4-D layer outputs.
+        input_size: square input size; default the model's.
+        weights: "imagenet", "none" or a weights file.
+        batch_size: images per forward pass.
+        precision: "auto" (bfloat16 where the hardware runs it fast), "float32" or "bfloat16".
+        labels: "inferred" (class sub-folders) or "none".
+        shard_size: images per output shard (the unit of resume).
+        format: "parquet", or "npy" to also write `features.npy`, `labels.npy`, `paths.txt`.
+        overwrite: discard an existing output in `out` instead of resuming it.
+        workers: decoding threads (default: one per core).
+        seed: initialisation seed when `weights="none"`.
+        quiet: hide the progress bar.
+
+    Returns:
+        The `FeatureSet` read back from `out`.
+
+    Example:
+    >>> fs = extract("photos/", "out/", model="vgg16", layers="fc2")  # doctest: +SKIP
+    >>> fs.matrix.shape
+    (700, 4096)
+    """
+    spec = get_backbone(model)
+    check_one_of("pooling", pooling, ("none", "avg", "max", "flatten"))
+    check_one_of("precision", precision, PRECISIONS)
+    check_one_of("format", format, FORMATS)
+    batch_size = _positive_int("batch_size", batch_size)
+    shard_size = _positive_int("shard_size", shard_size)
+    check_resample(spec.resample)
+    layer_list = [layers] if isinstance(layers, str) else list(layers or [spec.default_layer])
+    size = input_size or spec.input_size
+    normalize_weights(weights)
+    out = Path(os.path.expanduser(str(out)))
+    index = index_images(images, labels=labels)
+    used_precision = backend.resolve_precision(precision)
+    settings = {
+        "model": spec.name, "layers": layer_list, "pooling": pooling, "input_size": size,
+        "weights": weights_identity(weights), "preprocessing": spec.preprocessing,
+        "crop_fraction": spec.crop_fraction, "resample": spec.resample, "precision": used_precision,
+        "backend": backend.name(), "labels": labels, "files": index.fingerprint(), "images": len(index),
+        "shard_size": shard_size, "seed": seed if normalize_weights(weights) is None else None,
+    }
+    old = _prepare_out(out, overwrite)
+    if old is not None and old["settings"] != settings:
+        changes = "; ".join(_diff(old["settings"], settings))
+        raise TransferkitError(
+            f"{str(out)!r} holds an extraction with other settings ({changes}). Use the same settings to "
+            "resume it, another -o/--output, or --overwrite to start again."
+        )
+    n_shards = max(1, math.ceil(len(index) / shard_size))
+    done: dict[int, dict] = {}
+    for k in range(n_shards):
+        meta = read_shard_meta(out / shard_name(k))
+        if meta is not None and meta.get("start") == k * shard_size:
+            done[k] = meta
+    manifest = old or {}
+    manifest.update({
+        "format": "transferkit.features", "format_version": 1, "transferkit_version": __version__,
+        "created": manifest.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": settings, "root": str(index.root), "class_names": index.class_names,
+        "preprocessing": {"mode": spec.preprocessing, **vars(PREPROCESSING[spec.preprocessing])},
+        "ignored_files": {"count": len(index.ignored), "examples": index.ignored[:20]},
+    })
+    todo = [k for k in range(n_shards) if k not in done]
+    if todo or "layers" not in manifest:
+        fm = build_feature_model(spec, layer_list, pooling=pooling, input_size=size, weights=weights,
+                                 precision=used_precision, seed=seed)
+        manifest["layers"] = {name: {"shape": list(shape), "pooling": pool, "dtype": "float32"}
+                              for name, shape, pool in zip(fm.layers, fm.shapes, fm.poolings)}
+    _update_manifest(out, manifest, done, n_shards)
+    if todo:
+        _run_shards(index, out, fm, todo, done, manifest, n_shards, shard_size=shard_size, batch_size=batch_size,
+                    workers=workers, quiet=quiet)
+    if format == "npy":
+        shards = [out / m["file"] for m in manifest["shards"]]
+        manifest["npy_files"] = write_npy(out, shards, manifest["layers"], manifest["counts"]["rows"])
+        write_json_atomic(out / MANIFEST, manifest)
+    return load_features(out)
+
+
+def _update_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards: int) -> None:
+    shards = [{"file": shard_name(k), "start": m["start"], "stop": m["stop"], "rows": m["rows"],
+               "skipped": len(m["skipped"])} for k, m in sorted(done.items())]
+    skipped = [s for _, m in sorted(done.items()) for s in m["skipped"]]
+    rows = sum(m["rows"] for m in done.values())
+    manifest.update({
+        "shards": shards, "skipped": skipped, "complete": len(done) == n_shards,
+        "counts": {"images": manifest["settings"]["images"], "rows": rows, "skipped": len(skipped),
+                   "shards_done": len(done), "shards_total": n_shards},
+    })
+    write_json_atomic(out / MANIFEST, manifest)
+
+
+def _run_shards(index, out, fm, todo, done, manifest, n_shards, *, shard_size, batch_size, workers, quiet):
+    from tqdm.auto import tqdm
+
+    spec = fm.spec
+    extractor = Extractor(fm, batch_size=batch_size)
+    reader = ImageReader(index, fm.input_size, batch_size=batch_size, crop_fraction=spec.crop_fraction,
+                         resample=spec.resample, workers=workers)
+    initial = sum(m["stop"] - m["start"] for m in done.values())
+    bar = tqdm(total=len(index), initial=initial, unit="img", disable=quiet, file=sys.stderr,
+               desc=f"{spec.name} {'+'.join(fm.layers)}", dynamic_ncols=True)
+    n_skipped = sum(len(m["skipped"]) for m in done.values())
+    try:
+        for k in todo:
+            start, stop = k * shard_size, min((k + 1) * shard_size, len(index))
+            positions, feats, skipped = [], {n: [] for n in fm.layers}, []
+            for batch in reader.iter_range(start, stop):
+                if len(batch.positions):
+                    out_arrays = extractor(batch.images)
+                    for n in fm.layers:
+                        feats[n].append(out_arrays[n])
+                    positions.append(batch.positions)
+                skipped += [{"index": int(i), "path": index.paths[i], "reason": r} for i, r in batch.errors]
+                n_skipped += len(batch.errors)
+                bar.update(len(batch.positions) + len(batch.errors))
+                if n_skipped:
+                    bar.set_postfix(skipped=n_skipped, refresh=False)
+            pos = np.concatenate(positions) if positions else np.zeros(0, np.int64)
+            arrays = {n: (np.concatenate(v) if v else np.zeros((0, *s), np.float32))
+                      for (n, v), s in zip(feats.items(), fm.shapes)}
+            meta = {"shard": k, "start": start, "stop": stop, "rows": int(len(pos)), "skipped": skipped}
+            labels = index.labels[pos] if index.labels is not None else None
+            write_shard(out, k, positions=pos, paths=[index.paths[i] for i in pos], labels=labels,
+                        class_names=index.class_names, features=arrays, meta=meta)
+            done[k] = meta
+            _update_manifest(out, manifest, done, n_shards)
+    finally:
+        bar.close()

@@ -1,0 +1,118 @@
+"""Reading an extraction output folder back: the manifest, the rows and the feature matrices."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TransferkitError
+from .writer import MANIFEST
+
+
+@dataclass
+class FeatureSet:
+    """Features of a set of images, one row per image that could be read.
+
+    Attributes:
+        features: layer name -> float32 array (rows, *shape).
+        paths: image paths relative to `root`, row-aligned with the features.
+        labels: int32 class labels (None for unlabelled input).
+        class_names: class folder names, label order.
+        root: the input folder.
+        skipped: {"path", "reason"} for each image that could not be read.
+        manifest: the full manifest.
+
+    Example:
+    >>> fs = load_features("out/")  # doctest: +SKIP
+    >>> fs.matrix.shape, fs.paths[0], fs.class_names
+    ((700, 4096), 'cats/cat.1.jpg', ['cats', 'dogs'])
+    """
+
+    features: dict[str, np.ndarray]
+    paths: list[str]
+    labels: np.ndarray | None
+    class_names: list[str]
+    root: str
+    skipped: list[dict] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The feature array of the only layer (use `features[name]` when several were extracted)."""
+        if len(self.features) != 1:
+            raise TransferkitError(
+                f"This feature set has several layers {list(self.features)}; use .features[name] to pick one."
+            )
+        return next(iter(self.features.values()))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def read_manifest(out) -> dict:
+    """Load and check `OUT/manifest.json`, with a clear error when it is missing or damaged."""
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        raise TransferkitError(f"{str(out)!r} is not a transferkit feature folder: {MANIFEST} is missing.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TransferkitError(f"Cannot read {path}: {exc}. Re-run the extraction with --overwrite.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "transferkit.features":
+        raise TransferkitError(f"{path} is not a transferkit manifest (wrong or missing 'format').")
+    for key, kind in (("layers", dict), ("shards", list), ("settings", dict)):
+        if not isinstance(manifest.get(key), kind):
+            raise TransferkitError(f"{path} is damaged: '{key}' must be a {kind.__name__}. Re-run with --overwrite.")
+    return manifest
+
+
+def load_features(out, layers=None) -> FeatureSet:
+    """Load an extraction output folder (Parquet shards + manifest) into memory.
+
+    Args:
+        out: the folder written by `extract` / `transferkit extract`.
+        layers: optional subset of layer names to load.
+
+    Raises:
+        TransferkitError: if the folder is not a complete transferkit output.
+    """
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    manifest = read_manifest(out)
+    if not manifest.get("complete"):
+        raise TransferkitError(
+            f"The extraction in {str(out)!r} is not finished ({manifest.get('counts', {}).get('rows', 0)} rows so far). "
+            "Re-run the same `transferkit extract` command to resume it."
+        )
+    info = manifest["layers"]
+    names = list(info) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+    for name in names:
+        if name not in info:
+            raise TransferkitError(f"`layers` must be among {list(info)}. Received: {name!r}")
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    paths: list[str] = []
+    labels: list[np.ndarray] = []
+    for shard in manifest["shards"]:
+        fname = shard["file"]
+        if Path(fname).name != fname:
+            raise TransferkitError(f"{out / MANIFEST} is damaged: shard name {fname!r} is not a plain file name.")
+        table = pq.read_table(out / fname, columns=["path", "label", *names])
+        n = table.num_rows
+        paths.extend(table.column("path").to_pylist())
+        labels.append(table.column("label").to_numpy(zero_copy_only=False))
+        for name in names:
+            flat = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            parts[name].append(flat.reshape(n, *info[name]["shape"]))
+    features = {
+        n: (np.concatenate(p) if p else np.zeros((0, *info[n]["shape"]), np.float32)).astype(np.float32, copy=False)
+        for n, p in parts.items()
+    }
+    label_arr = None
+    if manifest.get("class_names"):
+        label_arr = (np.concatenate(labels) if labels else np.zeros(0)).astype(np.int32)
+    return FeatureSet(features, paths, label_arr, list(manifest.get("class_names", [])),
+                      manifest.get("root", ""), list(manifest.get("skipped", [])), manifest)

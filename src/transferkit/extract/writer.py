@@ -1,0 +1,135 @@
+"""The writer: numbered Parquet shards written under a temporary name then renamed, and the JSON manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+SHARD_PATTERN = re.compile(r"^part-(\d{5})\.parquet$")
+MANIFEST = "manifest.json"
+META_KEY = b"transferkit"
+
+
+def shard_name(k: int) -> str:
+    return f"part-{k:05d}.parquet"
+
+
+def _pa():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover - pyarrow is a core dependency
+        raise ImportError("transferkit needs pyarrow to write features: pip install pyarrow") from exc
+    return pa, pq
+
+
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+
+
+def write_shard(out: Path, k: int, *, positions: np.ndarray, paths: list[str], labels, class_names: list[str],
+                features: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write shard `k` atomically: a reader sees the whole shard or none of it.
+
+    Columns: `index` (position in the sorted file list), `path` (relative to the
+    input folder), `label` and `class_name` (null when unlabelled), then one
+    fixed-size float32 list column per layer (maps flattened; shapes in the manifest).
+    """
+    pa, pq = _pa()
+    n = len(positions)
+    cols = {
+        "index": pa.array(positions.astype(np.int64)),
+        "path": pa.array(paths, type=pa.string()),
+        "label": pa.array(labels if labels is not None else [None] * n, type=pa.int32()),
+        "class_name": pa.array([class_names[i] for i in labels] if labels is not None else [None] * n,
+                               type=pa.string()),
+    }
+    for name, arr in features.items():
+        flat = np.ascontiguousarray(arr, dtype=np.float32).reshape(n, -1)
+        width = int(np.prod(arr.shape[1:])) if arr.ndim > 1 else 1
+        cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width)
+    table = pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+    final = out / shard_name(k)
+    tmp = out / f".{shard_name(k)}.tmp-{os.getpid()}"
+    pq.write_table(table, tmp, compression="zstd" if _zstd_ok(pa) else "snappy")
+    _fsync_replace(tmp, final)
+    return final
+
+
+def _zstd_ok(pa) -> bool:
+    try:
+        return pa.Codec.is_available("zstd")
+    except Exception:  # pragma: no cover
+        return False
+
+
+def read_shard_meta(path: Path) -> dict | None:
+    """The shard's own metadata, or None when the file is not a complete, readable shard."""
+    _, pq = _pa()
+    try:
+        md = pq.read_metadata(path)
+        meta = json.loads(md.metadata[META_KEY])
+        if md.num_rows != meta["rows"]:
+            return None
+        return meta
+    except Exception:
+        return None
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temporary file, fsync and rename: the file is always complete and parseable."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=False)
+        f.write("\n")
+    _fsync_replace(tmp, path)
+
+
+def write_npy(out: Path, shards: list[Path], layers: dict[str, dict], n_rows: int) -> list[str]:
+    """Concatenate the shards into `features.npy` (or `features-<layer>.npy`), `labels.npy` and `paths.txt`.
+
+    Streams shard by shard into memory-mapped files, so memory stays flat.
+    """
+    _, pq = _pa()
+    written = []
+    mmaps = {}
+    for name, info in layers.items():
+        fname = "features.npy" if len(layers) == 1 else f"features-{_safe(name)}.npy"
+        mmaps[name] = np.lib.format.open_memmap(out / f".{fname}.tmp", mode="w+", dtype=np.float32,
+                                                shape=(n_rows, *info["shape"]))
+        written.append(fname)
+    labels = np.full(n_rows, -1, dtype=np.int32)
+    row = 0
+    with open(out / ".paths.txt.tmp", "w", encoding="utf-8", errors="surrogateescape") as fpaths:
+        for shard in shards:
+            table = pq.read_table(shard)
+            n = table.num_rows
+            for name, info in layers.items():
+                flat = table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+                mmaps[name][row:row + n] = flat.reshape(n, *info["shape"])
+            lab = table.column("label").to_numpy(zero_copy_only=False)
+            labels[row:row + n] = np.where(np.isnan(lab.astype(float)), -1, lab).astype(np.int32)
+            for p in table.column("path").to_pylist():
+                fpaths.write(p.replace("\n", "\\n") + "\n")
+            row += n
+    for name, fname in zip(layers, written):
+        mmaps[name].flush()
+        del mmaps[name]
+        os.replace(out / f".{fname}.tmp", out / fname)
+    np.save(out / "labels.npy", labels)
+    os.replace(out / ".paths.txt.tmp", out / "paths.txt")
+    return written + ["labels.npy", "paths.txt"]
+
+
+def _safe(name: str) -> str:
+    """A layer name made safe as a file name part (never a path)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "layer"
