@@ -1,0 +1,75 @@
+"""Option definitions shared by several commands, so each means the same everywhere."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+
+def add_command(sub, name: str, *, help: str, examples: str, run) -> argparse.ArgumentParser:
+    """Add a sub-command whose --help ends with usage examples."""
+    parser = sub.add_parser(name, help=help, description=help, epilog="examples:\n" + examples,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_model(parser, *, positional: bool = False, default: str | None = "vgg16"):
+    if positional:
+        parser.add_argument("model", metavar="MODEL", help="backbone name (see `transferkit models`)")
+    else:
+        parser.add_argument("--model", "-m", default=default, help=f"backbone name (default: {default})")
+
+
+def add_input_size(parser):
+    parser.add_argument("--input-size", type=int, default=None, metavar="N",
+                        help="square input size in pixels (default: the model's)")
+
+
+def add_weights(parser, default: str = "imagenet"):
+    parser.add_argument("--weights", default=default,
+                        help=f"'imagenet', 'none' (random) or a weights file path (default: {default})")
+
+
+def add_precision(parser):
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="auto: bfloat16 where the hardware runs it fast, else float32 (default: auto)")
+
+
+def add_batch_size(parser, default: int = 32):
+    parser.add_argument("--batch-size", type=int, default=default, metavar="N", help=f"(default: {default})")
+
+
+def add_quiet(parser):
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence C++ start-up chatter (TensorFlow's absl/oneDNN lines) while Keras is first imported."""
+    if os.environ.get("TRANSFERKIT_DEBUG") or "keras" in sys.modules:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_keras():
+    """Import Keras (and its backend) quietly; errors still surface after stderr is restored."""
+    with quiet_native_stderr():
+        import keras  # noqa: F401

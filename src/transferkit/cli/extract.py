@@ -1,0 +1,76 @@
+"""`transferkit extract`: features of every image in a folder, written as resumable Parquet shards."""
+
+from __future__ import annotations
+
+import sys
+
+from ._options import (add_batch_size, add_command, add_input_size, add_model, add_precision, add_quiet,
+                       add_weights, import_keras)
+
+EXAMPLES = """  transferkit extract photos/ --model vgg16 --layer fc2 -o features/
+  transferkit extract data/train --model vgg16 --layer block5_pool --input-size 150 -o feats/
+  transferkit extract photos/ --model resnet50 --layer avg_pool --layer conv4_block6_out --pooling avg -o f/
+  transferkit extract photos/ --model efficientnet_lite0 --format npy -o f/   # also features.npy
+
+Re-running the same command resumes an interrupted run. Exit status 3 means some images were skipped
+(listed with their reason in OUT/manifest.json).
+"""
+
+
+def register(sub):
+    p = add_command(sub, "extract", help="Extract a feature vector (or map) per image into a folder.",
+                    examples=EXAMPLES, run=run)
+    p.add_argument("images", metavar="IMAGES", help="folder of images (class sub-folders give labels) or one image")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (shards + manifest.json)")
+    add_model(p)
+    p.add_argument("--layer", "-l", action="append", dest="layers", metavar="NAME",
+                   help="layer to extract; repeat for several (default: the model's pre-logits layer)")
+    p.add_argument("--pooling", default="none", choices=["none", "avg", "max", "flatten"],
+                   help="pooling of 4-D feature maps (default: none keeps h × w × c)")
+    add_input_size(p)
+    add_weights(p)
+    add_batch_size(p)
+    add_precision(p)
+    p.add_argument("--labels", default="inferred", choices=["inferred", "none"],
+                   help="inferred: class sub-folders are labels; none: all images unlabelled")
+    p.add_argument("--format", default="parquet", choices=["parquet", "npy"],
+                   help="npy also writes features.npy, labels.npy and paths.txt")
+    p.add_argument("--shard-size", type=int, default=1024, metavar="N", help="images per shard (default: 1024)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="decoding threads (default: one per core)")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing output instead of resuming")
+    add_quiet(p)
+
+
+def run(args) -> int:
+    import_keras()
+    from ..extract import extract
+
+    fs = extract(args.images, args.output, model=args.model, layers=args.layers, pooling=args.pooling,
+                 input_size=args.input_size, weights=args.weights, batch_size=args.batch_size,
+                 precision=args.precision, labels=args.labels, shard_size=args.shard_size, format=args.format,
+                 overwrite=args.overwrite, workers=args.workers, quiet=args.quiet)
+    return report(fs, args.output)
+
+
+def report(fs, out) -> int:
+    """Print the summary of a finished extraction; return 3 when images were skipped."""
+    m = fs.manifest
+    shapes = ", ".join(f"{name} {len(fs)} × {' × '.join(map(str, info['shape']))}"
+                       for name, info in m["layers"].items())
+    s = m["settings"]
+    print(f"{s['model']} ({s['precision']}, {s['backend']}, {s['input_size']} px): {shapes}")
+    labels = f"{len(fs.class_names)} classes" if fs.class_names else "unlabelled"
+    print(f"Wrote {len(fs)} rows ({labels}) to {out}")
+    ignored = m.get("ignored_files", {}).get("count", 0)
+    if ignored:
+        print(f"Ignored {ignored} files that are not images by extension "
+              f"(e.g. {m['ignored_files']['examples'][0]!r})", file=sys.stderr)
+    if fs.skipped:
+        for item in fs.skipped[:20]:
+            print(f"skipped: {item['path']}: {item['reason']}", file=sys.stderr)
+        more = len(fs.skipped) - 20
+        print(f"Skipped {len(fs.skipped)} of {m['counts']['images']} images"
+              + (f" ({more} more not shown)" if more > 0 else "") + f"; all listed in {out}/manifest.json",
+              file=sys.stderr)
+        return 3
+    return 0

@@ -1,0 +1,69 @@
+"""Shared fixtures: the tiny test backbone, generated image folders, a CLI runner. No network anywhere."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+import tiny_backbone  # noqa: E402
+
+tiny_backbone.register()
+
+
+def make_image(path: Path, rng, size=(48, 40), kind="noise", cls=0):
+    """Write one image; `kind="pattern"` draws a class-dependent pattern that a CNN can learn."""
+    from PIL import Image
+
+    w, h = size
+    if kind == "pattern":
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = ((xx // 6 + yy // 6) % 2) if cls == 0 else ((yy // 6) % 2)
+        arr = (base[..., None] * np.array([200, 60 + 120 * cls, 40]) + rng.integers(0, 40, (h, w, 3))).astype(
+            np.uint8)
+    else:
+        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A labelled folder: 2 classes × 6 JPEG/PNG images of different sizes."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for c, cls in enumerate(["cats", "dogs"]):
+        for i in range(6):
+            ext = "jpg" if i % 2 == 0 else "png"
+            make_image(root / cls / f"{i:02d}.{ext}", rng, size=(40 + 8 * i, 36 + 4 * c), kind="pattern", cls=c)
+    return root
+
+
+@pytest.fixture
+def flat_folder(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "flat"
+    for i in range(5):
+        make_image(root / f"img{i}.png", rng)
+    return root
+
+
+def run_cli(*args, env=None, timeout=300):
+    """Run `transferkit` (with the tiny backbone registered) in a fresh process."""
+    full_env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, str(HERE / "tk_cli.py"), *map(str, args)], capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
