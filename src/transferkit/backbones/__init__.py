@@ -1,6 +1,6 @@
 """The backbone registry: every `keras.applications` classifier plus offline EfficientNet-Lite, as data."""
 
-from . import keras_apps  # noqa: F401  (registers the keras.applications entries)
+from . import efficientnet_lite, keras_apps  # noqa: F401  (register their entries)
 from .build import build_feature_model, build_model, layer_table
 from .registry import PREPROCESSING, BackboneSpec, get_backbone, list_backbones, register_backbone
 

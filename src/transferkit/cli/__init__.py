@@ -8,9 +8,9 @@ import sys
 import traceback
 
 from ..errors import TransferkitError
-from . import extract, layers, models
+from . import extract, layers, models, predict_imagenet
 
-COMMANDS = [models, layers, extract]
+COMMANDS = [models, layers, extract, predict_imagenet]
 
 
 def _parser() -> argparse.ArgumentParser:
