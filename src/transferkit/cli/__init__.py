@@ -8,9 +8,9 @@ import sys
 import traceback
 
 from ..errors import TransferkitError
-from . import extract, layers, models, predict_imagenet
+from . import demo, extract, layers, models, predict_imagenet
 
-COMMANDS = [models, layers, extract, predict_imagenet]
+COMMANDS = [models, layers, extract, predict_imagenet, demo]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up .venv-test and runs the test suite. Extra arguments go to pytest (e.g. -m slow, -k extract).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+[ -x .venv-test/bin/python ] || "$PYTHON" -m venv .venv-test
+PIP=(.venv-test/bin/python -m pip install --quiet --disable-pip-version-check)
+# PyTorch 2.13.0 (CPU) is the test-only reference for EfficientNet-Lite and the non-default-backend smoke test.
+# Install it first and by exact version, so nothing else pulls a CUDA build.
+"${PIP[@]}" "torch==2.13.0" || echo "note: torch==2.13.0 not installable here; its reference tests will be skipped"
+"${PIP[@]}" -e ".[tf,demo,test]"
+if .venv-test/bin/python -c "import torch" 2>/dev/null; then
+  "${PIP[@]}" --no-deps "efficientnet-lite-pytorch==0.1.0"
+fi
+exec .venv-test/bin/python -m pytest "$@"

@@ -1,0 +1,144 @@
+"""Training curves, conv-filter grids and feature-map grids written as PNG files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TransferkitError
+
+
+def _plt():
+    try:
+        import matplotlib
+    except ImportError:
+        raise TransferkitError("Pictures need matplotlib: pip install matplotlib (or 'transferkit[viz]').") from None
+    matplotlib.use("Agg")  # headless: no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+    return path
+
+
+def plot_history(history: dict, path, title: str = "Training and validation") -> Path:
+    """Accuracy and loss per epoch, training dashed and validation solid (as in the tutorial).
+
+    Args:
+        history: `History.history`-like dict with "accuracy", "loss", "val_accuracy", "val_loss".
+        path: PNG file to write.
+
+    Example:
+    >>> plot_history(hist.history, "curves.png")  # doctest: +SKIP
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        if metric not in history:
+            raise TransferkitError(f"The history has no {metric!r}; it has {sorted(history)}.")
+        epochs = np.arange(1, len(history[metric]) + 1)
+        ax.plot(epochs, history[metric], "--", color="tab:blue", label=f"training {metric}")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "-", color="tab:orange", label=f"validation {metric}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{title}: {metric}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _normalise(a: np.ndarray) -> np.ndarray:
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def plot_filters(model, layer: str, path, n: int = 6) -> Path:
+    """A grid of a conv layer's kernels normalised to 0–1: one row per filter, one column per input channel.
+
+    A first layer (3 input channels) is drawn as one RGB tile per filter instead.
+
+    Args:
+        model: a `keras.Model` (a backbone).
+        layer: name of a Conv2D / DepthwiseConv2D layer.
+        path: PNG file to write.
+        n: how many filters (rows or tiles).
+    """
+    import keras
+
+    names = [lay.name for lay in model.layers]
+    convs = [lay.name for lay in model.layers
+             if isinstance(lay, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)) and lay.weights]
+    if layer not in names:
+        raise TransferkitError(f"`layer` must be a layer of {model.name}. Received: layer={layer!r}. "
+                               f"Conv layers: {', '.join(convs[:12])}{' ...' if len(convs) > 12 else ''}")
+    if layer not in convs:
+        raise TransferkitError(f"{layer!r} is a {type(model.get_layer(layer)).__name__}, not a convolution. "
+                               f"Conv layers: {', '.join(convs[:12])}{' ...' if len(convs) > 12 else ''}")
+    kernel = np.asarray(model.get_layer(layer).get_weights()[0], dtype=np.float32)  # (kh, kw, in, out)
+    kernel = _normalise(kernel)
+    plt = _plt()
+    n = max(1, min(n, kernel.shape[-1]))
+    if kernel.shape[2] == 3:
+        cols = min(n, 8)
+        rows = math.ceil(n / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.6), squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < n:
+                ax.imshow(kernel[..., i], interpolation="nearest")
+                ax.set_title(f"#{i}", fontsize=8)
+    else:
+        cols = min(kernel.shape[2], 16)
+        fig, axes = plt.subplots(n, cols, figsize=(0.9 * cols + 0.8, 0.9 * n + 0.8), squeeze=False)
+        for r in range(n):
+            for c in range(cols):
+                ax = axes[r, c]
+                ax.imshow(kernel[:, :, c, r], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if c == 0:
+                    ax.set_ylabel(f"f{r}", fontsize=8)
+    fig.suptitle(f"{model.name} {layer}: {kernel.shape[-1]} filters {kernel.shape[0]}×{kernel.shape[1]}×"
+                 f"{kernel.shape[2]} (first {n})")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_feature_maps(maps: dict[str, np.ndarray], out_dir, *, channels: int = 64, image_name: str = "") -> list[Path]:
+    """One PNG per layer: a grid of its first `channels` feature maps for one image.
+
+    Args:
+        maps: layer name -> (h, w, c) activations of one image.
+        out_dir: folder for `<layer>.png` files.
+        channels: channels to show (an 8 × 8 grid for 64).
+    """
+    from ..extract.writer import _safe
+
+    plt = _plt()
+    written = []
+    for name, act in maps.items():
+        act = np.asarray(act)
+        if act.ndim != 3:
+            raise TransferkitError(f"Layer {name!r} has output shape {act.shape}; feature maps need (h, w, c).")
+        k = min(channels, act.shape[-1])
+        cols = math.ceil(math.sqrt(k))
+        rows = math.ceil(k / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.7), squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < k:
+                ax.imshow(act[..., i], cmap="viridis", interpolation="nearest")
+        fig.suptitle(f"{name} {tuple(act.shape)} {image_name}".strip())
+        fig.tight_layout()
+        written.append(_save(fig, Path(out_dir) / f"{_safe(name)}.png"))
+    return written

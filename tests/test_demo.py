@@ -1,0 +1,25 @@
+"""The README's demo runs offline end to end and shows real results."""
+
+import pytest
+
+pytest.importorskip("skimage", reason="the demo needs transferkit[demo]")
+pytest.importorskip("sklearn", reason="the demo needs transferkit[demo]")
+
+
+def test_demo_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    from transferkit.demo import run_demo
+
+    result = run_demo(tmp_path / "demo", epochs=15, quiet=True)
+    out = tmp_path / "demo"
+    assert result["photo_features"].matrix.shape == (8, 1280)
+    top3 = {p: [name for _, name, _ in best] for p, best in result["top3"].items()}
+    assert "espresso" in top3["coffee.png"] and "missile" in top3["rocket.jpg"]
+    assert result["val_accuracy"] > 0.85
+    for name in ("digits_curves.png", "filters_stem_conv.png", "feature_maps/block2b_add.png", "digits_head.keras"):
+        assert (out / name).stat().st_size > 1000, name
+    from PIL import Image
+    import numpy as np
+
+    arr = np.asarray(Image.open(out / "digits_curves.png"))
+    assert arr.std() > 5  # not a blank picture
