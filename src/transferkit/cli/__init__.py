@@ -8,9 +8,9 @@ import sys
 import traceback
 
 from ..errors import TransferkitError
-from . import demo, extract, layers, models, predict_imagenet
+from . import demo, evaluate, extract, layers, models, predict, predict_imagenet, train
 
-COMMANDS = [models, layers, extract, predict_imagenet, demo]
+COMMANDS = [models, layers, extract, predict_imagenet, train, predict, evaluate, demo]
 
 
 def _parser() -> argparse.ArgumentParser:

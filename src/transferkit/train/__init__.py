@@ -1,5 +1,9 @@
-"""Transfer learning: classifier heads and training them with `model.fit`."""
+"""Transfer learning: heads, the three strategies as named stages, run folders, prediction and evaluation."""
 
 from .heads import build_head, fit_head
+from .model import Augmentation
+from .runner import STRATEGIES, TrainResult, train
+from .use import evaluate, load_run, predict
 
-__all__ = ["build_head", "fit_head"]
+__all__ = ["Augmentation", "STRATEGIES", "TrainResult", "build_head", "evaluate", "fit_head", "load_run",
+           "predict", "train"]

@@ -1,0 +1,29 @@
+"""`transferkit evaluate`: metrics and plots of a trained run on any labelled folder."""
+
+from __future__ import annotations
+
+from ._options import add_batch_size, add_command, import_keras
+
+EXAMPLES = """  transferkit evaluate runs/vgg16-finetune data/test -o eval/
+"""
+
+
+def register(sub):
+    p = add_command(sub, "evaluate", help="Evaluate a trained run on a labelled <class>/ folder.",
+                    examples=EXAMPLES, run=run)
+    p.add_argument("run_or_model", metavar="RUN_OR_MODEL", help="a run folder or a .keras file")
+    p.add_argument("data", metavar="DATA", help="folder with one sub-folder per class")
+    p.add_argument("-o", "--output", default=None, help="folder for metrics.json, confusion.png, top_losses.png")
+    add_batch_size(p)
+
+
+def run(args) -> int:
+    import_keras()
+    from ..train import evaluate
+
+    m = evaluate(args.run_or_model, args.data, args.output, batch_size=args.batch_size)
+    print(f"accuracy {m['accuracy']:.1%}, loss {m['loss']:.4f}, n={m['n']}")
+    for name, c in m["per_class"].items():
+        print(f"  {name:<20} precision {c['precision']:.3f}  recall {c['recall']:.3f}  f1 {c['f1']:.3f}  "
+              f"n={c['support']}")
+    return 3 if m["skipped"] else 0

@@ -1,0 +1,35 @@
+"""`transferkit predict`: classify images with a trained run, written as CSV."""
+
+from __future__ import annotations
+
+import sys
+
+from ._options import add_batch_size, add_command, import_keras
+
+EXAMPLES = """  transferkit predict runs/vgg16-finetune new_photos/ -o predictions.csv
+  transferkit predict model.keras photo.jpg
+"""
+
+
+def register(sub):
+    p = add_command(sub, "predict", help="Classify images with a trained run (CSV of class probabilities).",
+                    examples=EXAMPLES, run=run)
+    p.add_argument("run_or_model", metavar="RUN_OR_MODEL", help="a run folder or a .keras file")
+    p.add_argument("images", metavar="IMAGES", help="a folder of images or one image")
+    p.add_argument("-o", "--output", default=None, help="CSV file (default: print to the terminal)")
+    add_batch_size(p)
+
+
+def run(args) -> int:
+    import_keras()
+    from ..train import predict
+
+    rows, skipped = predict(args.run_or_model, args.images, args.output, batch_size=args.batch_size)
+    if args.output is None:
+        for r in rows:
+            print(f"{r['path']}\t{r['predicted']}\t{max(r['probabilities']):.3f}")
+    else:
+        print(f"Wrote {len(rows)} predictions to {args.output}")
+    for item in skipped:
+        print(f"skipped: {item['path']}: {item['reason']}", file=sys.stderr)
+    return 3 if skipped else 0

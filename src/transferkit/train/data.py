@@ -1,0 +1,122 @@
+"""Training data: a `train/ validation/ [test/] <class>/` folder as Keras `PyDataset`s of decoded images."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.decode import DecodeError, load_image
+from ..data.folder import ImageIndex, index_images
+from ..errors import TransferkitError
+
+VALIDATION_NAMES = ("validation", "val", "valid")
+
+
+@dataclass
+class Splits:
+    """The indexed splits of a training folder, sharing one class list."""
+
+    train: ImageIndex
+    validation: ImageIndex
+    test: ImageIndex | None
+    class_names: list[str]
+
+
+def find_splits(data, *, validation_split: float | None = None, seed: int = 0) -> Splits:
+    """Index `DATA/train`, `DATA/validation` (or `val`) and optional `DATA/test`.
+
+    Without a validation folder, `validation_split` (e.g. 0.2) holds out a
+    stratified, seeded fraction of `train`.
+
+    Raises:
+        TransferkitError: when the layout is not `train/<class>/...` or classes differ.
+    """
+    root = Path(data)
+    if not (root / "train").is_dir():
+        raise TransferkitError(f"{str(root)!r} must contain a train/ folder with one sub-folder per class "
+                               "(and validation/, or pass --validation-split).")
+    train = index_images(root / "train")
+    if train.labels is None:
+        raise TransferkitError(f"{str(root / 'train')!r} has no class sub-folders: put each class's images in "
+                               "train/<class>/.")
+    classes = train.class_names
+    if len(classes) < 2:
+        raise TransferkitError(f"Training needs at least 2 classes; {str(root / 'train')!r} has {classes}.")
+    val_dir = next((root / n for n in VALIDATION_NAMES if (root / n).is_dir()), None)
+    if val_dir is not None and validation_split:
+        raise TransferkitError(f"{str(root)!r} has a {val_dir.name}/ folder; drop --validation-split or the folder.")
+    if val_dir is not None:
+        validation = index_images(val_dir, class_names=classes)
+    elif validation_split:
+        if not 0 < validation_split < 1:
+            raise TransferkitError(f"`validation_split` must be between 0 and 1. Received: {validation_split}")
+        train, validation = _split(train, validation_split, seed)
+    else:
+        raise TransferkitError(f"{str(root)!r} has no validation/ folder. Add one, or pass --validation-split 0.2.")
+    test = index_images(root / "test", class_names=classes) if (root / "test").is_dir() else None
+    return Splits(train, validation, test, classes)
+
+
+def _split(index: ImageIndex, fraction: float, seed: int) -> tuple[ImageIndex, ImageIndex]:
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in range(len(index.class_names)):
+        idx = np.flatnonzero(index.labels == c)
+        rng.shuffle(idx)
+        held.extend(idx[: max(1, int(round(len(idx) * fraction)))].tolist())
+    held_set = set(held)
+    keep = [i for i in range(len(index)) if i not in held_set]
+    return index.subset(keep), index.subset(sorted(held_set))
+
+
+def drop_unreadable(index: ImageIndex, size: int, workers: int = 4) -> tuple[ImageIndex, list[dict]]:
+    """Decode every image once; return the index without unreadable files and the list of those skipped."""
+    def check(i):
+        try:
+            load_image(index.absolute(i), 8)
+            return None
+        except DecodeError as exc:
+            return {"path": index.paths[i], "reason": exc.reason}
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(check, range(len(index))))
+    bad = [r for r in results if r]
+    if not bad:
+        return index, []
+    keep = [i for i, r in enumerate(results) if r is None]
+    return index.subset(keep), bad
+
+
+def make_dataset(index: ImageIndex, size: int, *, batch_size: int, shuffle: bool, seed: int = 0,
+                 crop_fraction=None, resample: str = "bilinear", binary: bool = True, workers: int = 4):
+    """A `keras.utils.PyDataset` of (float32 images in [0, 255], labels), decoded by a thread pool."""
+    import keras
+
+    class ImageDataset(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.order = np.arange(len(index))
+            self.rng = np.random.default_rng(seed)
+            self.pool = ThreadPoolExecutor(workers, thread_name_prefix="transferkit-train")
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __len__(self):
+            return math.ceil(len(index) / batch_size)
+
+        def __getitem__(self, i):
+            rows = self.order[i * batch_size:(i + 1) * batch_size]
+            images = list(self.pool.map(lambda r: load_image(index.absolute(r), size, crop_fraction=crop_fraction,
+                                                             resample=resample), rows))
+            y = index.labels[rows]
+            return np.stack(images).astype("float32"), (y.astype("float32") if binary else y.astype("int32"))
+
+        def on_epoch_end(self):
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return ImageDataset()

@@ -1,0 +1,131 @@
+"""Classifiers built from a backbone: augmentation → preprocessing → frozen/unfrozen base → dense head.
+
+Only built-in Keras layers are used, so a saved `model.keras` loads in safe mode without transferkit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..backbones.build import build_model, resolve_blocks
+from ..backbones.registry import PREPROCESSING, BackboneSpec
+from ..errors import TransferkitError
+from .heads import build_head
+
+
+@dataclass
+class Augmentation:
+    """Random training-time transforms (the cats-vs-dogs tutorial's); validation data is never augmented."""
+
+    rotation: float = 40.0  # degrees
+    shift: float = 0.2  # fraction of width/height
+    shear: float = 0.2
+    zoom: float = 0.2
+    horizontal_flip: bool = True
+
+    def layers(self, seed: int = 0):
+        from keras import layers
+
+        out = []
+        if self.rotation:
+            out.append(layers.RandomRotation(self.rotation / 360.0, fill_mode="nearest", seed=seed,
+                                             name="aug_rotation"))
+        if self.shift:
+            out.append(layers.RandomTranslation(self.shift, self.shift, fill_mode="nearest", seed=seed + 1,
+                                                name="aug_shift"))
+        if self.shear:
+            out.append(layers.RandomShear(self.shear, self.shear, fill_mode="nearest", seed=seed + 2,
+                                          name="aug_shear"))
+        if self.zoom:
+            out.append(layers.RandomZoom(self.zoom, fill_mode="nearest", seed=seed + 3, name="aug_zoom"))
+        if self.horizontal_flip:
+            out.append(layers.RandomFlip("horizontal", seed=seed + 4, name="aug_flip"))
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def preprocessing_layer(spec: BackboneSpec):
+    """The model's preprocessing as a frozen 1×1 convolution (channel order + per-channel scale and shift).
+
+    A plain Conv2D instead of a custom layer keeps saved models loadable anywhere.
+    """
+    from keras import layers
+
+    prep = PREPROCESSING[spec.preprocessing]
+    perm = np.eye(3, dtype="float32")[::-1] if prep.bgr else np.eye(3, dtype="float32")
+    std = np.array(prep.std, "float32")
+    mean = np.array(prep.mean, "float32")
+    kernel = (perm / std[None, :])[None, None]  # out channel j = in channel perm(j) / std_j
+    bias = -mean / std
+    layer = layers.Conv2D(3, 1, name="preprocess", trainable=False, dtype="float32")
+    layer.build((None, None, None, 3))
+    layer.set_weights([kernel, bias])
+    return layer
+
+
+def build_classifier(spec: BackboneSpec, n_classes: int, *, input_size: int, weights="imagenet",
+                     augmentation: Augmentation | None = None, hidden: int = 256, dropout: float = 0.5,
+                     precision: str = "float32", seed: int = 0):
+    """Input (raw RGB 0–255) → [augmentation] → preprocessing → base (inference mode) → head.
+
+    Returns:
+        (model, base): the base is the nested backbone, frozen (`trainable=False`).
+    """
+    import keras
+
+    from .. import backend
+
+    base = build_model(spec, include_top=False, weights=weights, input_size=input_size, precision=precision,
+                       seed=seed)
+    base.trainable = False
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = inputs
+    for layer in (augmentation.layers(seed) if augmentation else []):
+        x = layer(x)
+    x = preprocessing_layer(spec)(x)
+    x = base(x, training=False)  # BatchNorm in inference mode, also when the base is unfrozen later
+    with backend.dtype_policy(precision):
+        head = build_head(tuple(base.output.shape[1:]), n_classes, hidden=hidden, dropout=dropout)
+    outputs = head(x)
+    return keras.Model(inputs, outputs, name=f"{spec.name}_classifier"), base
+
+
+def unfreeze_top(base, spec: BackboneSpec, *, blocks: int | None = None, from_layer: str | None = None) -> list[str]:
+    """Unfreeze the top `blocks` blocks of `base` (or every layer from `from_layer` on); BatchNorm stays frozen.
+
+    Setting BatchNormalization layers `trainable=False` keeps their moving statistics fixed during `fit`
+    (calling the base with `training=False` alone is not enough in Keras 3, keras-team/keras#20285).
+
+    Returns:
+        The names of the layers made trainable.
+    """
+    import keras
+
+    names = [layer.name for layer in base.layers]
+    if from_layer is not None:
+        if from_layer not in names:
+            from ..errors import close_matches
+
+            hits = close_matches(from_layer, names)
+            raise TransferkitError(f"`unfreeze_from` must be a layer of {spec.name}. Received: {from_layer!r}."
+                                   + (f" Did you mean {' or '.join(map(repr, hits))}?" if hits else ""))
+        start = names.index(from_layer)
+    else:
+        block_outputs = resolve_blocks(spec, base)
+        n = spec.finetune_blocks if blocks is None else blocks
+        if not 1 <= n < len(block_outputs):
+            raise TransferkitError(f"`unfreeze_blocks` must be from 1 to {len(block_outputs) - 1} for {spec.name} "
+                                   f"(blocks: {', '.join(block_outputs)}). Received: {n}")
+        start = names.index(block_outputs[-n - 1]) + 1
+    base.trainable = True
+    unfrozen = []
+    for i, layer in enumerate(base.layers):
+        trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+        if trainable and layer.weights:
+            unfrozen.append(layer.name)
+    return unfrozen

@@ -1,0 +1,93 @@
+"""Using a trained classifier: load a run or a `.keras` file, predict a folder to CSV, evaluate a labelled folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..data.folder import index_images
+from ..errors import TransferkitError
+from .runner import evaluate_model, predict_index
+
+
+def load_run(run_or_model):
+    """Load a trained classifier (Keras safe mode) and its settings from a run folder or a `.keras` file.
+
+    Returns:
+        (model, info) where info has "class_names", "input_size", "crop_fraction", "resample".
+    """
+    import keras
+
+    path = Path(run_or_model)
+    model_file = path / "model.keras" if path.is_dir() else path
+    if not model_file.is_file():
+        raise TransferkitError(f"{str(path)!r} is neither a run folder with model.keras nor a .keras file.")
+    config_file = model_file.parent / "config.json"
+    try:
+        model = keras.saving.load_model(model_file, safe_mode=True)
+    except Exception as exc:
+        raise TransferkitError(f"Cannot load {model_file}: {str(exc).splitlines()[0][:300]}") from None
+    info = {"input_size": int(model.inputs[0].shape[1]), "crop_fraction": None, "resample": "bilinear"}
+    if config_file.is_file():
+        try:
+            config = json.loads(config_file.read_text())
+        except ValueError as exc:
+            raise TransferkitError(f"{config_file} is not valid JSON: {exc}") from None
+        names = config.get("class_names")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise TransferkitError(f"{config_file} is damaged: 'class_names' must be a list of strings.")
+        info.update(class_names=names, crop_fraction=config.get("crop_fraction"),
+                    resample=config.get("resample", "bilinear"))
+    else:
+        n = int(model.outputs[0].shape[-1])
+        info["class_names"] = [str(i) for i in range(2 if n == 1 else n)]
+    return model, info
+
+
+def predict(run_or_model, images, output=None, *, batch_size: int = 32):
+    """Predict the class of every image; optionally write a CSV (path, predicted class, one probability per class).
+
+    Returns:
+        (rows, skipped): rows are dicts with "path", "predicted", "probabilities".
+
+    Example:
+    >>> rows, skipped = predict("runs/vgg16-finetune", "new_photos/", "predictions.csv")  # doctest: +SKIP
+    """
+    model, info = load_run(run_or_model)
+    index = index_images(images, labels="none")
+    positions, probs, skipped = predict_index(model, index, size=info["input_size"], batch_size=batch_size,
+                                              crop_fraction=info["crop_fraction"], resample=info["resample"])
+    names = info["class_names"]
+    rows = [{"path": index.paths[p], "predicted": names[int(np.argmax(pr))], "probabilities": pr.tolist()}
+            for p, pr in zip(positions, probs)]
+    if output is not None:
+        with open(output, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "predicted", *[f"p_{n}" for n in names]])
+            for r in rows:
+                writer.writerow([r["path"], r["predicted"], *[f"{p:.6f}" for p in r["probabilities"]]])
+    return rows, skipped
+
+
+def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32) -> dict:
+    """Accuracy, loss, per-class precision/recall/F1 and confusion matrix on a labelled `<class>/` folder.
+
+    With `out_dir`, also writes metrics.json, confusion.png and top_losses.png there.
+    """
+    model, info = load_run(run_or_model)
+    index = index_images(data, class_names=info["class_names"])
+    if index.labels is None:
+        raise TransferkitError(f"{str(data)!r} has no class sub-folders to evaluate against.")
+
+    class _Spec:  # the decode settings the model was trained with
+        crop_fraction = info["crop_fraction"]
+        resample = info["resample"]
+
+    metrics = evaluate_model(model, index, info["class_names"], spec=_Spec, size=info["input_size"],
+                             out_dir=out_dir, batch_size=batch_size)
+    if out_dir is not None:
+        (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return metrics
