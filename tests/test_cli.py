@@ -5,7 +5,8 @@ import pytest
 from transferkit.cli import main
 
 
-@pytest.mark.parametrize("command", ["models", "layers", "extract"])
+@pytest.mark.parametrize("command", ["models", "layers", "extract", "predict-imagenet", "train", "predict",
+                                     "evaluate", "demo"])
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])

@@ -37,17 +37,40 @@ class TrainResult:
     stages: list = field(default_factory=list)
 
 
-def _callbacks(run_dir: Path, *, checkpoint: bool, patience: int | None, quiet: bool):
+def _callbacks(run_dir: Path, best: Path, *, patience: int | None):
+    """CSV history, best-weights checkpoint on validation accuracy, optional early stopping."""
     import keras
 
-    cbs = [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)]
-    if checkpoint:
-        cbs.append(keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor="val_accuracy",
-                                                   save_best_only=True, verbose=0))
+    cbs = [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+           keras.callbacks.ModelCheckpoint(str(best), monitor="val_accuracy", save_best_only=True,
+                                           save_weights_only=True)]
     if patience:
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience,
                                                  restore_best_weights=True))
     return cbs
+
+
+def _fit(model, x, run_dir: Path, *, patience, **kwargs):
+    """`model.fit` with the run's callbacks, then back to the best validation weights."""
+    best = run_dir / ".best.weights.h5"
+    hist = model.fit(x, callbacks=_callbacks(run_dir, best, patience=patience), **kwargs)
+    if best.exists():
+        model.load_weights(best)
+        best.unlink()
+    return hist.history
+
+
+def export_model(clf, base, spec, size: int):
+    """The inference model saved as model.keras: preprocessing → base → head, without augmentation layers."""
+    import keras
+
+    from .model import preprocessing_layer
+
+    inputs = keras.Input((size, size, 3), name="image")
+    x = clf.get_layer("preprocess")(inputs) if "preprocess" in [la.name for la in clf.layers] else (
+        preprocessing_layer(spec)(inputs))
+    x = base(x, training=False)
+    return keras.Model(inputs, clf.get_layer("head")(x), name=f"{spec.name}_classifier")
 
 
 def _merge(history: dict, new: dict, stage: str, stages: list) -> None:
@@ -166,7 +189,6 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
                                         epochs=epochs, lr=learning_rate, optimizer=optimizer, patience=patience,
                                         class_weight=weights_cw, precision=used_precision, **kw)
         _merge(history, h, "features: fit head on cached features", stages)
-        clf.save(run_dir / "model.keras")
     else:
         compile_classifier(clf, n_classes, learning_rate=learning_rate, optimizer=optimizer)
         h = _stage_fit_images(clf, splits, run_dir, epochs=epochs, patience=patience, class_weight=weights_cw, **kw)
@@ -174,15 +196,14 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
     timings["stage1_s"] = time.perf_counter() - t
     if strategy == "finetune":
         t = time.perf_counter()
-        clf = keras.saving.load_model(run_dir / "model.keras")  # best head first
-        base = next(layer for layer in clf.layers if layer.name == base.name)
         unfrozen = unfreeze_top(base, spec, blocks=unfreeze_blocks, from_layer=unfreeze_from)
         compile_classifier(clf, n_classes, learning_rate=finetune_learning_rate, optimizer=optimizer)
         h = _stage_fit_images(clf, splits, run_dir, epochs=finetune_epochs or epochs, patience=patience,
                               class_weight=weights_cw, **kw)
         _merge(history, h, f"finetune: unfrozen {unfrozen[0]}..{unfrozen[-1]} ({len(unfrozen)} layers)", stages)
         timings["stage2_s"] = time.perf_counter() - t
-    clf = keras.saving.load_model(run_dir / "model.keras")
+    export_model(clf, base, spec, size).save(run_dir / "model.keras")
+    clf = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     metrics = evaluate_model(clf, splits.validation, splits.class_names, spec=spec, size=size, out_dir=run_dir,
                              batch_size=batch_size)
     metrics["stages"] = stages
@@ -202,10 +223,8 @@ def _stage_fit_images(clf, splits: Splits, run_dir, *, spec, size, batch_size, s
     common = dict(crop_fraction=spec.crop_fraction, resample=spec.resample, binary=binary, batch_size=batch_size)
     train_ds = make_dataset(splits.train, size, shuffle=True, seed=seed, **common)
     val_ds = make_dataset(splits.validation, size, shuffle=False, **common)
-    hist = clf.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight,
-                   callbacks=_callbacks(run_dir, checkpoint=True, patience=patience, quiet=quiet),
-                   verbose=0 if quiet else 1)
-    return hist.history
+    return _fit(clf, train_ds, run_dir, patience=patience, validation_data=val_ds, epochs=epochs,
+                class_weight=class_weight, verbose=0 if quiet else 1)
 
 
 def feature_cache_dir(runs_root, spec, layer: str, size: int, weights, precision: str, index) -> Path:
@@ -234,20 +253,10 @@ def _stage_fit_head_on_features(clf, base, splits: Splits, run_dir, *, runs_root
     tr, va = feats["train"], feats["validation"]
     ytr = _align_labels(tr, splits.train, splits.class_names)
     yva = _align_labels(va, splits.validation, splits.class_names)
-    best = run_dir / ".best-head.weights.h5"
-    cbs = [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-           keras.callbacks.ModelCheckpoint(str(best), monitor="val_accuracy", save_best_only=True,
-                                           save_weights_only=True)]
-    if patience:
-        cbs.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=patience,
-                                                 restore_best_weights=True))
     cast = "float32" if n_classes == 2 else "int32"
-    hist = head.fit(tr.matrix, ytr.astype(cast), validation_data=(va.matrix, yva.astype(cast)), epochs=epochs,
-                    batch_size=batch_size, class_weight=class_weight, callbacks=cbs, verbose=0 if quiet else 2)
-    if best.exists():
-        head.load_weights(best)
-        best.unlink()
-    return hist.history
+    return _fit(head, tr.matrix, run_dir, patience=patience, y=ytr.astype(cast),
+                validation_data=(va.matrix, yva.astype(cast)), epochs=epochs, batch_size=batch_size,
+                class_weight=class_weight, verbose=0 if quiet else 2)
 
 
 def _align_labels(fs, index, class_names) -> np.ndarray:
@@ -264,8 +273,12 @@ def predict_index(model, index, *, size: int, batch_size: int = 32, crop_fractio
     reader = ImageReader(index, size, batch_size=batch_size, crop_fraction=crop_fraction, resample=resample)
     positions, probs, skipped = [], [], []
     for batch in reader.iter_range(0, len(index)):
-        if len(batch.positions):
-            probs.append(probabilities_2d(np.asarray(model.predict_on_batch(batch.images.astype("float32")))))
+        n = len(batch.positions)
+        if n:
+            x = batch.images.astype("float32")
+            if n < batch_size:  # one input shape for the compiled predict function
+                x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), "float32")])
+            probs.append(probabilities_2d(np.asarray(model.predict_on_batch(x))[:n]))
             positions.append(batch.positions)
         skipped += [{"path": index.paths[i], "reason": r} for i, r in batch.errors]
     if not probs:

@@ -1,0 +1,175 @@
+"""Transfer learning: each strategy learns, freezing is real, features are cached, saved models stand alone."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import transferkit as tk
+from transferkit.errors import TransferkitError
+from transferkit.train import evaluate, predict, train
+from transferkit.train.model import build_classifier
+
+from conftest import make_image
+
+FAST = dict(weights="none", learning_rate=1e-3, optimizer="adam", precision="float32", batch_size=10)
+
+
+@pytest.fixture
+def train_folder(tmp_path):
+    """Two classes of striped vs checked images: easy, but not learnable from colour alone."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    for split, n in (("train", 24), ("validation", 10)):
+        for c, cls in enumerate(["checks", "stripes"]):
+            for i in range(n):
+                make_image(root / split / cls / f"{i:03d}.png", rng, size=(40, 40), kind="pattern", cls=c)
+    return root
+
+
+def weights_of(layer):
+    return [np.array(w) for w in layer.get_weights()]
+
+
+@pytest.mark.parametrize("strategy", ["features", "frozen", "finetune"])
+def test_each_strategy_learns_and_writes_the_run_folder(strategy, train_folder, tmp_path):
+    result = train(train_folder, model="tiny_test", strategy=strategy, runs_root=tmp_path / "runs", name="r",
+                   epochs=10, finetune_epochs=3, **FAST)
+    assert result.metrics["accuracy"] >= 0.8, result.metrics
+    files = {p.name for p in result.run_dir.iterdir()}
+    assert {"config.json", "history.csv", "curves.png", "model.keras", "metrics.json", "confusion.png",
+            "top_losses.png"} <= files
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == {"checks", "stripes"} and np.array(metrics["confusion"]).sum() == 20
+    assert len(result.stages) == (2 if strategy == "finetune" else 1)
+    with pytest.raises(TransferkitError, match="already exists"):
+        train(train_folder, model="tiny_test", strategy=strategy, runs_root=tmp_path / "runs", name="r", **FAST)
+
+
+def test_vgg16_features_strategy_learns(train_folder, tmp_path):
+    result = train(train_folder, model="vgg16", strategy="features", input_size=32, runs_root=tmp_path / "runs",
+                   epochs=15, **FAST)
+    assert result.metrics["accuracy"] >= 0.8
+
+
+def test_frozen_vgg16_has_four_trainable_tensors():
+    clf, base = build_classifier(tk.get_backbone("vgg16"), 2, input_size=32, weights="none")
+    assert len(clf.trainable_weights) == 4  # Dense 256 and Dense 1: kernel + bias each, as in the tutorial
+    assert len(base.trainable_weights) == 0
+
+
+def test_frozen_base_is_bit_identical_after_training(train_folder, tmp_path, monkeypatch):
+    import transferkit.train.runner as runner
+
+    seen = {}
+    original = runner.build_classifier
+
+    def spy(*args, **kwargs):
+        clf, base = original(*args, **kwargs)
+        seen["before"] = {layer.name: weights_of(layer) for layer in base.layers if layer.weights}
+        seen["base"] = base
+        return clf, base
+
+    monkeypatch.setattr(runner, "build_classifier", spy)
+    train(train_folder, model="tiny_test", strategy="frozen", runs_root=tmp_path / "runs", epochs=3, **FAST)
+    for layer in seen["base"].layers:
+        for a, b in zip(seen["before"].get(layer.name, []), weights_of(layer)):
+            np.testing.assert_array_equal(a, b, err_msg=layer.name)
+
+
+def test_finetune_changes_only_the_top_block_and_head_and_keeps_batchnorm_stats(train_folder, tmp_path,
+                                                                                monkeypatch):
+    import transferkit.train.runner as runner
+
+    seen = {}
+    original = runner.build_classifier
+
+    def spy(*args, **kwargs):
+        clf, base = original(*args, **kwargs)
+        seen["before"] = {layer.name: weights_of(layer) for layer in base.layers if layer.weights}
+        seen["base"] = base
+        return clf, base
+
+    monkeypatch.setattr(runner, "build_classifier", spy)
+    train(train_folder, model="tiny_test", strategy="finetune", runs_root=tmp_path / "runs", epochs=2,
+          finetune_epochs=3, finetune_learning_rate=1e-2, **FAST)
+    base = seen["base"]
+    changed = {layer.name for layer in base.layers if layer.weights and any(
+        not np.array_equal(a, b) for a, b in zip(seen["before"][layer.name], weights_of(layer)))}
+    assert changed == {"block2_conv1"}  # tiny_test's top block; block1 and BatchNorm untouched
+    bn_before = seen["before"]["block2_bn"]
+    for a, b in zip(bn_before, weights_of(base.get_layer("block2_bn"))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_features_are_extracted_once_across_runs(train_folder, tmp_path, monkeypatch):
+    from transferkit.extract import extractor
+
+    calls = {"n": 0}
+    original = extractor.Extractor.__call__
+
+    def counting(self, images):
+        calls["n"] += 1
+        return original(self, images)
+
+    monkeypatch.setattr(extractor.Extractor, "__call__", counting)
+    train(train_folder, model="tiny_test", strategy="features", runs_root=tmp_path / "runs", name="a", epochs=2,
+          **FAST)
+    first = calls["n"]
+    assert first > 0
+    train(train_folder, model="tiny_test", strategy="features", runs_root=tmp_path / "runs", name="b", epochs=2,
+          **FAST)
+    assert calls["n"] == first  # the second run read the cache
+
+
+def test_saved_model_reloads_without_transferkit_and_predicts_the_same(train_folder, tmp_path):
+    result = train(train_folder, model="tiny_test", strategy="frozen", runs_root=tmp_path / "runs", epochs=2,
+                   **FAST)
+    rows, skipped = predict(result.run_dir, train_folder / "validation" / "checks", tmp_path / "p.csv")
+    assert not skipped and len(rows) == 10
+    ours = np.array([r["probabilities"] for r in rows])
+    x = np.stack([tk.load_image(str(train_folder / "validation" / "checks" / r["path"]), 32) for r in rows])
+    np.save(tmp_path / "x.npy", x.astype("float32"))
+    script = ("import sys, numpy as np, keras; m = keras.saving.load_model(sys.argv[1]); "
+              "assert 'transferkit' not in sys.modules; np.save(sys.argv[3], np.asarray(m(np.load(sys.argv[2]))))")
+    r = subprocess.run([sys.executable, "-c", script, str(result.run_dir / "model.keras"), str(tmp_path / "x.npy"),
+                        str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, KERAS_BACKEND="tensorflow"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    theirs = np.load(tmp_path / "y.npy")
+    np.testing.assert_allclose(ours[:, 1], theirs[:, 0], rtol=1e-5, atol=1e-6)
+    header = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert header == "path,predicted,p_checks,p_stripes"
+
+
+def test_evaluate_any_labelled_folder(train_folder, tmp_path):
+    result = train(train_folder, model="tiny_test", strategy="features", runs_root=tmp_path / "runs", epochs=10,
+                   **FAST)
+    m = evaluate(result.run_dir, train_folder / "validation", tmp_path / "eval")
+    assert m["n"] == 20 and m["accuracy"] >= 0.8
+    assert (tmp_path / "eval" / "confusion.png").exists()
+
+
+def test_validation_split_and_layout_errors(train_folder, tmp_path):
+    import shutil
+
+    shutil.rmtree(train_folder / "validation")
+    with pytest.raises(TransferkitError, match="--validation-split"):
+        train(train_folder, model="tiny_test", runs_root=tmp_path / "runs", **FAST)
+    result = train(train_folder, model="tiny_test", validation_split=0.25, runs_root=tmp_path / "runs", epochs=2,
+                   **FAST)
+    assert result.config["counts"] == {"train": 36, "validation": 12}
+    with pytest.raises(TransferkitError, match="train/ folder"):
+        train(tmp_path, model="tiny_test", runs_root=tmp_path / "runs", **FAST)
+
+
+def test_train_cli(cli, train_folder, tmp_path):
+    r = cli("train", train_folder, "--model", "tiny_test", "--weights", "none", "--epochs", "3", "--runs",
+            tmp_path / "runs", "--name", "cli", "--precision", "float32", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "validation accuracy" in r.stdout and (tmp_path / "runs" / "cli" / "model.keras").exists()
+    r = cli("predict", tmp_path / "runs" / "cli", train_folder / "validation" / "checks")
+    assert r.returncode == 0 and r.stdout.count("\n") == 10
