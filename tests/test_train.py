@@ -61,7 +61,9 @@ def test_frozen_vgg16_has_four_trainable_tensors():
     assert len(base.trainable_weights) == 0
 
 
-def test_frozen_base_is_bit_identical_after_training(train_folder, tmp_path, monkeypatch):
+@pytest.fixture
+def base_spy(monkeypatch):
+    """Records the base's weights right after the classifier is built, and the base itself."""
     import transferkit.train.runner as runner
 
     seen = {}
@@ -74,6 +76,11 @@ def test_frozen_base_is_bit_identical_after_training(train_folder, tmp_path, mon
         return clf, base
 
     monkeypatch.setattr(runner, "build_classifier", spy)
+    return seen
+
+
+def test_frozen_base_is_bit_identical_after_training(train_folder, tmp_path, base_spy):
+    seen = base_spy
     train(train_folder, model="tiny_test", strategy="frozen", runs_root=tmp_path / "runs", epochs=3, **FAST)
     for layer in seen["base"].layers:
         for a, b in zip(seen["before"].get(layer.name, []), weights_of(layer)):
@@ -81,19 +88,8 @@ def test_frozen_base_is_bit_identical_after_training(train_folder, tmp_path, mon
 
 
 def test_finetune_changes_only_the_top_block_and_head_and_keeps_batchnorm_stats(train_folder, tmp_path,
-                                                                                monkeypatch):
-    import transferkit.train.runner as runner
-
-    seen = {}
-    original = runner.build_classifier
-
-    def spy(*args, **kwargs):
-        clf, base = original(*args, **kwargs)
-        seen["before"] = {layer.name: weights_of(layer) for layer in base.layers if layer.weights}
-        seen["base"] = base
-        return clf, base
-
-    monkeypatch.setattr(runner, "build_classifier", spy)
+                                                                                base_spy):
+    seen = base_spy
     train(train_folder, model="tiny_test", strategy="finetune", runs_root=tmp_path / "runs", epochs=2,
           finetune_epochs=3, finetune_learning_rate=1e-2, **FAST)
     base = seen["base"]
@@ -173,3 +169,15 @@ def test_train_cli(cli, train_folder, tmp_path):
     assert "validation accuracy" in r.stdout and (tmp_path / "runs" / "cli" / "model.keras").exists()
     r = cli("predict", tmp_path / "runs" / "cli", train_folder / "validation" / "checks")
     assert r.returncode == 0 and r.stdout.count("\n") == 10
+
+
+def test_finetune_can_start_from_a_features_run(train_folder, tmp_path):
+    first = train(train_folder, model="tiny_test", strategy="features", runs_root=tmp_path / "runs", name="f",
+                  epochs=10, **FAST)
+    result = train(train_folder, model="tiny_test", strategy="finetune", runs_root=tmp_path / "runs", name="ft",
+                   init_from=first.run_dir, epochs=2, finetune_epochs=2, **FAST)
+    assert [s["epochs"] for s in result.stages] == [0, 2]
+    assert result.metrics["accuracy"] >= 0.8
+    with pytest.raises(TransferkitError, match="input_size=32.*input_size=40"):
+        train(train_folder, model="tiny_test", strategy="finetune", input_size=40, runs_root=tmp_path / "runs",
+              init_from=first.run_dir, **FAST)

@@ -42,6 +42,10 @@ def add_batch_size(parser, default: int = 32):
     parser.add_argument("--batch-size", type=int, default=default, metavar="N", help=f"(default: {default})")
 
 
+def add_run_or_model(parser):
+    parser.add_argument("run_or_model", metavar="RUN_OR_MODEL", help="a run folder or a .keras file")
+
+
 def add_quiet(parser):
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 

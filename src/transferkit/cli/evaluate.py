@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._options import add_batch_size, add_command, import_keras
+from ._options import add_batch_size, add_command, add_run_or_model, import_keras
 
 EXAMPLES = """  transferkit evaluate runs/vgg16-finetune data/test -o eval/
 """
@@ -11,7 +11,7 @@ EXAMPLES = """  transferkit evaluate runs/vgg16-finetune data/test -o eval/
 def register(sub):
     p = add_command(sub, "evaluate", help="Evaluate a trained run on a labelled <class>/ folder.",
                     examples=EXAMPLES, run=run)
-    p.add_argument("run_or_model", metavar="RUN_OR_MODEL", help="a run folder or a .keras file")
+    add_run_or_model(p)
     p.add_argument("data", metavar="DATA", help="folder with one sub-folder per class")
     p.add_argument("-o", "--output", default=None, help="folder for metrics.json, confusion.png, top_losses.png")
     add_batch_size(p)

@@ -48,19 +48,19 @@ def run(args) -> int:
     fs = extract(args.images, args.output, model=args.model, layers=args.layers, pooling=args.pooling,
                  input_size=args.input_size, weights=args.weights, batch_size=args.batch_size,
                  precision=args.precision, labels=args.labels, shard_size=args.shard_size, format=args.format,
-                 overwrite=args.overwrite, workers=args.workers, quiet=args.quiet)
+                 overwrite=args.overwrite, workers=args.workers, quiet=args.quiet, load=False)
     return report(fs, args.output)
 
 
 def report(fs, out) -> int:
     """Print the summary of a finished extraction; return 3 when images were skipped."""
     m = fs.manifest
-    shapes = ", ".join(f"{name} {len(fs)} × {' × '.join(map(str, info['shape']))}"
-                       for name, info in m["layers"].items())
+    rows = m["counts"]["rows"]
+    shapes = ", ".join(f"{name} {rows} × {' × '.join(map(str, info['shape']))}" for name, info in m["layers"].items())
     s = m["settings"]
     print(f"{s['model']} ({s['precision']}, {s['backend']}, {s['input_size']} px): {shapes}")
     labels = f"{len(fs.class_names)} classes" if fs.class_names else "unlabelled"
-    print(f"Wrote {len(fs)} rows ({labels}) to {out}")
+    print(f"Wrote {rows} rows ({labels}) to {out}")
     ignored = m.get("ignored_files", {}).get("count", 0)
     if ignored:
         print(f"Ignored {ignored} files that are not images by extension "

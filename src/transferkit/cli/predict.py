@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._options import add_batch_size, add_command, import_keras
+from ._options import add_batch_size, add_command, add_run_or_model, import_keras
 
 EXAMPLES = """  transferkit predict runs/vgg16-finetune new_photos/ -o predictions.csv
   transferkit predict model.keras photo.jpg
@@ -14,7 +14,7 @@ EXAMPLES = """  transferkit predict runs/vgg16-finetune new_photos/ -o predictio
 def register(sub):
     p = add_command(sub, "predict", help="Classify images with a trained run (CSV of class probabilities).",
                     examples=EXAMPLES, run=run)
-    p.add_argument("run_or_model", metavar="RUN_OR_MODEL", help="a run folder or a .keras file")
+    add_run_or_model(p)
     p.add_argument("images", metavar="IMAGES", help="a folder of images or one image")
     p.add_argument("-o", "--output", default=None, help="CSV file (default: print to the terminal)")
     add_batch_size(p)

@@ -42,6 +42,8 @@ def register(sub):
     p.add_argument("--unfreeze-blocks", type=int, default=None, metavar="N",
                    help="finetune: unfreeze the top N blocks (default: the registry's)")
     p.add_argument("--unfreeze-from", default=None, metavar="LAYER", help="finetune: unfreeze from this layer on")
+    p.add_argument("--init-from", default=None, metavar="RUN",
+                   help="finetune: start from a finished features/frozen run (skips the frozen stage)")
     p.add_argument("--seed", type=int, default=0)
     add_precision(p)
     p.add_argument("--runs", default="runs", metavar="DIR", help="folder of run folders (default: runs)")
@@ -60,7 +62,8 @@ def run(args) -> int:
                    finetune_learning_rate=args.finetune_learning_rate, optimizer=args.optimizer,
                    augment=args.augment, hidden=args.hidden, dropout=args.dropout, patience=args.patience,
                    class_weight=args.class_weight, validation_split=args.validation_split,
-                   unfreeze_blocks=args.unfreeze_blocks, unfreeze_from=args.unfreeze_from, seed=args.seed,
+                   unfreeze_blocks=args.unfreeze_blocks, unfreeze_from=args.unfreeze_from,
+                   init_from=args.init_from, seed=args.seed,
                    precision=args.precision, overwrite=args.overwrite, quiet=args.quiet)
     m = result.metrics
     for stage in result.stages:

@@ -72,7 +72,7 @@ def _diff(old: dict, new: dict) -> list[str]:
 def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "none", input_size: int | None = None,
             weights="imagenet", batch_size: int = 32, precision: str = "auto", labels: str = "inferred",
             shard_size: int = 1024, format: str = "parquet", overwrite: bool = False, workers: int | None = None,
-            seed: int = 0, quiet: bool = True) -> FeatureSet:
+            seed: int = 0, quiet: bool = True, load: bool = True) -> FeatureSet:
     """Extract features of every image under `images` into the folder `out`, resuming a previous run.
 
     Args:
@@ -92,6 +92,8 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
         workers: decoding threads (default: one per core).
         seed: initialisation seed when `weights="none"`.
         quiet: hide the progress bar.
+        load: read the features back into memory; False returns a `FeatureSet` with the
+            manifest only (the command line does this, so memory stays flat for any N).
 
     Returns:
         The `FeatureSet` read back from `out`.
@@ -156,6 +158,8 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
         shards = [out / m["file"] for m in manifest["shards"]]
         manifest["npy_files"] = write_npy(out, shards, manifest["layers"], manifest["counts"]["rows"])
         write_json_atomic(out / MANIFEST, manifest)
+    if not load:
+        return FeatureSet({}, [], None, index.class_names, str(index.root), manifest["skipped"], manifest)
     return load_features(out)
 
 

@@ -112,7 +112,7 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
           finetune_learning_rate: float = 1e-5, optimizer: str = "rmsprop", augment: bool = True,
           augmentation: Augmentation | None = None, hidden: int = 256, dropout: float = 0.5,
           patience: int | None = None, class_weight: str | None = None, validation_split: float | None = None,
-          unfreeze_blocks: int | None = None, unfreeze_from: str | None = None, seed: int = 0,
+          unfreeze_blocks: int | None = None, unfreeze_from: str | None = None, init_from=None, seed: int = 0,
           precision: str = "auto", overwrite: bool = False, quiet: bool = True) -> TrainResult:
     """Train a classifier on `DATA/train/<class>/` by transfer learning, evaluated on `DATA/validation/`.
 
@@ -131,6 +131,8 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
         patience: early stopping on validation accuracy, restoring the best weights.
         class_weight: "balanced" weights classes by inverse frequency.
         unfreeze_blocks / unfreeze_from: what "finetune" unfreezes (default: the registry's top block(s)).
+        init_from: "finetune" only: a finished "features" or "frozen" run folder whose head (and base)
+            start the unfrozen stage, which then skips the frozen stage.
         seed: makes data order, augmentation and initialisation reproducible.
         precision: "auto", "float32" or "bfloat16".
 
@@ -154,6 +156,8 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
     size = input_size or spec.input_size
     used_precision = backend.resolve_precision(precision)
     splits = find_splits(data, validation_split=validation_split, seed=seed)
+    if init_from is not None:
+        _check_init_run(init_from, strategy, spec.name, size, splits.class_names)
     run_dir = _new_run_dir(run_dir, runs_root, name, spec.name, strategy, overwrite)
     n_classes = len(splits.class_names)
     splits.train, bad_train = drop_unreadable(splits.train, size)
@@ -169,6 +173,7 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
         "augmentation": augmentation.to_dict() if augmentation else None, "head": {"hidden": hidden, "dropout": dropout},
         "patience": patience, "class_weight": class_weight, "validation_split": validation_split,
         "unfreeze_blocks": unfreeze_blocks, "unfreeze_from": unfreeze_from, "seed": seed,
+        "init_from": str(Path(init_from).resolve()) if init_from is not None else None,
         "precision": used_precision, "backend": backend.name(), "keras_version": keras.__version__,
         "counts": {"train": len(splits.train), "validation": len(splits.validation)},
         "skipped": bad_train + bad_val,
@@ -184,7 +189,12 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
     kw = dict(spec=spec, size=size, batch_size=batch_size, seed=seed, n_classes=n_classes, quiet=quiet)
 
     t = time.perf_counter()
-    if strategy == "features":
+    if init_from is not None:
+        src = keras.saving.load_model(Path(init_from) / "model.keras", safe_mode=True)
+        clf.get_layer("head").set_weights(src.get_layer("head").get_weights())
+        base.set_weights(src.get_layer(base.name).get_weights())
+        stages.append({"stage": f"head and base from {init_from}", "first_epoch": 1, "epochs": 0})
+    elif strategy == "features":
         h = _stage_fit_head_on_features(clf, base, splits, run_dir, runs_root=runs_root, weights=weights,
                                         epochs=epochs, lr=learning_rate, optimizer=optimizer, patience=patience,
                                         class_weight=weights_cw, precision=used_precision, **kw)
@@ -215,6 +225,25 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
 
     plot_history(history, run_dir / "curves.png", title=f"{spec.name} {strategy}")
     return TrainResult(run_dir, clf, history, metrics, config, stages)
+
+
+def _check_init_run(init_from, strategy: str, model: str, size: int, class_names: list[str]) -> None:
+    """A run to start fine-tuning from must be finished and match the model, input size and classes."""
+    if strategy != "finetune":
+        raise TransferkitError(f"`init_from` only applies to strategy='finetune'. Received: strategy={strategy!r}")
+    run = Path(init_from)
+    try:
+        config = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise TransferkitError(f"`init_from` must be a finished run folder; cannot read {run / 'config.json'}: "
+                               f"{exc}") from None
+    if not (run / "model.keras").is_file():
+        raise TransferkitError(f"`init_from` run {str(run)!r} has no model.keras (did it finish?).")
+    got = (config.get("model"), config.get("input_size"), config.get("class_names"))
+    if got != (model, size, class_names):
+        raise TransferkitError(f"`init_from` run {str(run)!r} was trained with model={got[0]!r}, input_size={got[1]}, "
+                               f"classes={got[2]}; this run has model={model!r}, input_size={size}, "
+                               f"classes={class_names}.")
 
 
 def _stage_fit_images(clf, splits: Splits, run_dir, *, spec, size, batch_size, seed, n_classes, epochs, patience,
