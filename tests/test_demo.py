@@ -16,7 +16,8 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     top3 = {p: [name for _, name, _ in best] for p, best in result["top3"].items()}
     assert "espresso" in top3["coffee.png"] and "missile" in top3["rocket.jpg"]
     assert result["val_accuracy"] > 0.85
-    for name in ("digits_curves.png", "filters_stem_conv.png", "feature_maps/block2b_add.png", "digits_head.keras"):
+    for name in ("digits_curves.png", "filters_stem_conv.png", "feature_maps/block2b_add.png", "digits_head.keras",
+                 "gradcam_chelsea.png", "digits_embedding.png"):
         assert (out / name).stat().st_size > 1000, name
     from PIL import Image
     import numpy as np

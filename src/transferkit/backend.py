@@ -168,6 +168,34 @@ def compile_inference(model, fn: Callable) -> Callable[[np.ndarray], list[np.nda
     raise RuntimeError(f"Unsupported Keras backend {backend!r}")
 
 
+def value_and_gradient(fn: Callable, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate the scalar `fn(x)` (written with `keras.ops`) and its gradient with respect to `x`, in NumPy."""
+    import keras
+
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        t = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            value = fn(t)
+        return np.asarray(value), np.asarray(tape.gradient(value, t))
+    if backend == "jax":
+        import jax
+
+        value, grad = jax.value_and_grad(fn)(jax.numpy.asarray(x))
+        return np.asarray(value), np.asarray(grad)
+    if backend == "torch":
+        import torch
+
+        t = keras.ops.convert_to_tensor(x).detach().requires_grad_(True)
+        value = fn(t)
+        (grad,) = torch.autograd.grad(value, t)
+        return value.detach().cpu().numpy(), grad.detach().cpu().numpy()
+    raise RuntimeError(f"Unsupported Keras backend {backend!r}")
+
+
 def to_numpy(tensors: Sequence) -> list[np.ndarray]:
     """Convert backend tensors to NumPy arrays."""
     import keras

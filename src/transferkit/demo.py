@@ -120,8 +120,14 @@ def run_demo(out, *, digits_input_size: int = 96, epochs: int = 40, precision: s
     acts = fm.compile()(image[None])
     maps = plot_feature_maps({n: a[0] for n, a in zip(layers, acts)}, out / "feature_maps",
                              image_name="(chelsea.png)")
+    from .viz.api import embedding, gradcam_image
+
+    cam, cam_class, cam_prob = gradcam_image(MODEL, photos / "chelsea.png", out / "gradcam_chelsea.png")
+    emb = embedding(out / "digit_features" / "validation", out / "digits_embedding.png")
     say(f"filters -> {filters}")
     say(f"feature maps -> {', '.join(str(p) for p in maps)}")
+    say(f"Grad-CAM ({cam_class.split(',')[0]}, {cam_prob:.0%}) -> {cam}")
+    say(f"digit features, PCA -> {emb}")
     say(f"\nDone in {time.time() - t0:.0f} s. Everything is in: {out.resolve()}")
     return {"photo_features": fs, "top3": top3, "val_accuracy": val_acc, "history": history, "out": out}
 

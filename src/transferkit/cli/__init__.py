@@ -8,9 +8,9 @@ import sys
 import traceback
 
 from ..errors import TransferkitError
-from . import demo, evaluate, extract, layers, models, predict, predict_imagenet, train
+from . import demo, evaluate, extract, layers, models, predict, predict_imagenet, train, viz
 
-COMMANDS = [models, layers, extract, predict_imagenet, train, predict, evaluate, demo]
+COMMANDS = [models, layers, extract, predict_imagenet, train, predict, evaluate, viz, demo]
 
 
 def _parser() -> argparse.ArgumentParser:

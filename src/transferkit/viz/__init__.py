@@ -1,5 +1,7 @@
-"""Pictures: training curves, conv-filter grids and feature-map grids (matplotlib, imported lazily, headless)."""
+"""Pictures: training curves, filters, feature maps, Grad-CAM and embeddings (matplotlib, lazy and headless)."""
 
+from .explain import default_map_layers, gradcam, plot_embedding, plot_gradcam, project_2d
 from .plots import plot_feature_maps, plot_filters, plot_history
 
-__all__ = ["plot_feature_maps", "plot_filters", "plot_history"]
+__all__ = ["default_map_layers", "gradcam", "plot_embedding", "plot_feature_maps", "plot_filters", "plot_gradcam",
+           "plot_history", "project_2d"]

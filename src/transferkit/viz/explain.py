@@ -1,0 +1,172 @@
+"""Grad-CAM heat maps, default feature-map layers, and 2-D embeddings of extracted features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TransferkitError
+
+CONV_TYPES = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+
+
+def default_map_layers(spec, model) -> list[str]:
+    """The last convolution of each block (VGG16: block1_conv2, block2_conv2, block3_conv3, ...)."""
+    from ..backbones.build import resolve_blocks
+
+    names = [layer.name for layer in model.layers]
+    chosen, start = [], 0
+    for out in resolve_blocks(spec, model):
+        end = names.index(out)
+        convs = [model.layers[i].name for i in range(start, end + 1) if type(model.layers[i]).__name__ in CONV_TYPES]
+        chosen.append(convs[-1] if convs else out)
+        start = end + 1
+    return chosen
+
+
+def _split_classifier(model):
+    """Split a classifier into (features: image -> conv maps, head: maps -> class scores).
+
+    Works for transferkit's trained models (a nested backbone followed by the "head" model) and for
+    plain backbones with their ImageNet top (the layers after the last 4-D output, applied in order).
+    """
+    import keras
+
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model) and len(layer.output.shape) == 4]
+    if nested:
+        idx = model.layers.index(nested[-1])
+        # image -> [augmentation] -> preprocess -> base: a chain; random augmentation is skipped (inference)
+        before = [layer for layer in model.layers[1:idx + 1] if not type(layer).__name__.startswith("Random")]
+
+        def feature(x):
+            for layer in before:
+                x = layer(x, training=False) if isinstance(layer, keras.Model) else layer(x)
+            return x
+    else:
+        idx = max(i for i, layer in enumerate(model.layers) if len(layer.output.shape) == 4)
+        if idx == len(model.layers) - 1:
+            raise TransferkitError(f"{model.name} has no classifier after its last convolutional layer; "
+                                   "Grad-CAM needs class scores (use a trained run or include_top).")
+        feature = keras.Model(model.inputs[0], model.layers[idx].output, name="gradcam_features")
+    after = model.layers[idx + 1:]
+
+    def head(maps):
+        x = maps
+        for layer in after:
+            x = layer(x, training=False) if isinstance(layer, keras.Model) else layer(x)
+        return x
+
+    return feature, head
+
+
+def gradcam(model, image: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, int, float]:
+    """Grad-CAM of one image: the class-score gradient-weighted sum of the last conv maps, ReLU'd, in [0, 1].
+
+    Args:
+        model: a trained transferkit classifier (`model.keras`) or a backbone with its ImageNet top.
+        image: (h, w, 3) float or uint8 array already at the model's input size, in the model's input range.
+        class_index: class to explain; default the predicted one. For a sigmoid output, 0 explains
+            the first class (score 1 - p) and 1 the second.
+
+    Returns:
+        (heat map (h', w') in [0, 1] at the conv maps' resolution, class index, its probability).
+    """
+    from keras import ops
+
+    from .. import backend
+
+    feature, head = _split_classifier(model)
+    x = np.asarray(image, dtype="float32")[None]
+    maps = np.asarray(feature(x))
+    probs = np.asarray(head(maps))[0]
+    binary = probs.shape[-1] == 1
+    p2 = np.array([1 - probs[0], probs[0]]) if binary else probs
+    if class_index is None:
+        class_index = int(np.argmax(p2))
+    if not 0 <= class_index < len(p2):
+        raise TransferkitError(f"`class` must be from 0 to {len(p2) - 1}. Received: {class_index}")
+
+    def score(m):
+        out = ops.cast(head(m), "float32")
+        if binary:  # explain the logit of the chosen class
+            logit = ops.log(out[0, 0] + 1e-7) - ops.log(1 - out[0, 0] + 1e-7)
+            return logit if class_index == 1 else -logit
+        return ops.log(out[0, class_index] + 1e-7)
+
+    _, grads = backend.value_and_gradient(score, maps)
+    weights = grads[0].mean(axis=(0, 1))
+    cam = np.maximum((maps[0] * weights).sum(axis=-1), 0)
+    if cam.max() > 0:
+        cam = cam / cam.max()
+    return cam, class_index, float(p2[class_index])
+
+
+def plot_gradcam(image: np.ndarray, cam: np.ndarray, path, title: str) -> Path:
+    """The image, the heat map and their overlay side by side."""
+    from PIL import Image
+
+    from .plots import _plt, _save
+
+    plt = _plt()
+    h, w = image.shape[:2]
+    heat = np.asarray(Image.fromarray((cam * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)) / 255
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+    axes[0].imshow(image.astype(np.uint8))
+    axes[0].set_title("image")
+    axes[1].imshow(heat, cmap="jet", vmin=0, vmax=1)
+    axes[1].set_title("Grad-CAM")
+    axes[2].imshow(image.astype(np.uint8))
+    axes[2].imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    axes[2].set_title("overlay")
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def project_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """Project rows of `x` to 2-D with PCA (NumPy SVD) or t-SNE (scikit-learn)."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    if len(x) < 2:
+        raise TransferkitError(f"An embedding plot needs at least 2 rows. Received: {len(x)}")
+    if method == "pca":
+        centred = x - x.mean(axis=0)
+        u, s, _ = np.linalg.svd(centred, full_matrices=False)
+        out = u[:, :2] * s[:2]
+        return out if out.shape[1] == 2 else np.column_stack([out, np.zeros(len(x))])
+    if method == "tsne":
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError:
+            raise TransferkitError("t-SNE needs scikit-learn: pip install scikit-learn") from None
+        return TSNE(n_components=2, random_state=seed, perplexity=min(30.0, (len(x) - 1) / 3)).fit_transform(x)
+    from ..errors import one_of_message
+
+    raise TransferkitError(one_of_message("method", method, ["pca", "tsne"]))
+
+
+def plot_embedding(features_dir, path, *, layer: str | None = None, method: str = "pca") -> Path:
+    """A 2-D projection of an extracted feature set, coloured by label, with a legend."""
+    from ..extract.store import load_features
+    from .plots import _plt, _save
+
+    fs = load_features(features_dir, layers=layer)
+    name = layer or next(iter(fs.features))
+    xy = project_2d(fs.features[name], method)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    if fs.labels is not None:
+        for c, cname in enumerate(fs.class_names):
+            sel = fs.labels == c
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=14, alpha=0.8, label=f"{cname} ({int(sel.sum())})")
+        ax.legend(title="class", fontsize=8, loc="best")
+    else:
+        ax.scatter(xy[:, 0], xy[:, 1], s=14, alpha=0.8)
+    m = fs.manifest["settings"]
+    ax.set_title(f"{method.upper()} of {m['model']} {name} features ({len(fs)} images)")
+    ax.set_xlabel(f"{method} 1")
+    ax.set_ylabel(f"{method} 2")
+    fig.tight_layout()
+    return _save(fig, path)
