@@ -19,10 +19,13 @@ class Extractor:
     (16, 4096)
     """
 
-    def __init__(self, feature_model: FeatureModel, batch_size: int = 32):
+    def __init__(self, feature_model: FeatureModel, batch_size: int = 32, warm_up: bool = True):
         self.feature_model = feature_model
         self.batch_size = batch_size
         self._fn = feature_model.compile()
+        if warm_up:  # trace/compile now, so the first real batch does not pay for it
+            size = feature_model.input_size
+            self._fn(np.zeros((batch_size, size, size, 3), dtype=np.uint8))
 
     @property
     def layers(self) -> list[str]:

@@ -6,6 +6,7 @@ import datetime as _dt
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -145,15 +146,26 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
         "ignored_files": {"count": len(index.ignored), "examples": index.ignored[:20]},
     })
     todo = [k for k in range(n_shards) if k not in done]
+    t_build = time.perf_counter()
     if todo or "layers" not in manifest:
         fm = build_feature_model(spec, layer_list, pooling=pooling, input_size=size, weights=weights,
                                  precision=used_precision, seed=seed)
         manifest["layers"] = {name: {"shape": list(shape), "pooling": pool, "dtype": "float32"}
                               for name, shape, pool in zip(fm.layers, fm.shapes, fm.poolings)}
+        extractor = Extractor(fm, batch_size=batch_size) if todo else None
+    build_s = time.perf_counter() - t_build
     _update_manifest(out, manifest, done, n_shards)
     if todo:
-        _run_shards(index, out, fm, todo, done, manifest, n_shards, shard_size=shard_size, batch_size=batch_size,
-                    workers=workers, quiet=quiet)
+        t_run = time.perf_counter()
+        n_before = sum(m["stop"] - m["start"] for m in done.values())
+        _run_shards(index, out, extractor, todo, done, manifest, n_shards, shard_size=shard_size,
+                    batch_size=batch_size, workers=workers, quiet=quiet)
+        run_s = time.perf_counter() - t_run
+        images = len(index) - n_before
+        manifest["last_run"] = {"images": images, "build_seconds": round(build_s, 3), "seconds": round(run_s, 3),
+                                "images_per_second": round(images / run_s, 2) if run_s else None,
+                                "batch_size": batch_size}
+        write_json_atomic(out / MANIFEST, manifest)
     if format == "npy":
         shards = [out / m["file"] for m in manifest["shards"]]
         manifest["npy_files"] = write_npy(out, shards, manifest["layers"], manifest["counts"]["rows"])
@@ -176,11 +188,11 @@ def _update_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards:
     write_json_atomic(out / MANIFEST, manifest)
 
 
-def _run_shards(index, out, fm, todo, done, manifest, n_shards, *, shard_size, batch_size, workers, quiet):
+def _run_shards(index, out, extractor, todo, done, manifest, n_shards, *, shard_size, batch_size, workers, quiet):
     from tqdm.auto import tqdm
 
+    fm = extractor.feature_model
     spec = fm.spec
-    extractor = Extractor(fm, batch_size=batch_size)
     reader = ImageReader(index, fm.input_size, batch_size=batch_size, crop_fraction=spec.crop_fraction,
                          resample=spec.resample, workers=workers)
     initial = sum(m["stop"] - m["start"] for m in done.values())
