@@ -219,7 +219,8 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
     metrics["stages"] = stages
     metrics["timings"] = timings
     metrics["images_per_second"] = {
-        "stage1": round(len(splits.train) * stages[0]["epochs"] / max(timings["stage1_s"], 1e-9), 1)}
+        f"stage{i + 1}": round(len(splits.train) * st["epochs"] / max(timings[f"stage{i + 1}_s"], 1e-9), 1)
+        for i, st in enumerate(stages) if f"stage{i + 1}_s" in timings and st["epochs"]}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     from ..viz.plots import plot_history
 
