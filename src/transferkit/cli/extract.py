@@ -11,6 +11,7 @@ EXAMPLES = """  transferkit extract photos/ --model vgg16 --layer fc2 -o feature
   transferkit extract data/train --model vgg16 --layer block5_pool --input-size 150 -o feats/
   transferkit extract photos/ --model resnet50 --layer avg_pool --layer conv4_block6_out --pooling avg -o f/
   transferkit extract photos/ --model efficientnet_lite0 --format npy -o f/   # also features.npy
+  transferkit extract /shared/images --engine ray --address auto --gpus-per-worker 1 -o /shared/feats/
 
 Re-running the same command resumes an interrupted run. Exit status 3 means some images were skipped
 (listed with their reason in OUT/manifest.json).
@@ -36,7 +37,13 @@ def register(sub):
     p.add_argument("--format", default="parquet", choices=["parquet", "npy"],
                    help="npy also writes features.npy, labels.npy and paths.txt")
     p.add_argument("--shard-size", type=int, default=1024, metavar="N", help="images per shard (default: 1024)")
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="decoding threads (default: one per core)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local: decoding threads (default: one per core); ray: model replicas (default: 2, or one "
+                        "per GPU with --gpus-per-worker)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local threads, or Ray Data across a cluster (pip install 'transferkit[ray]')")
+    p.add_argument("--address", default=None, help="ray: cluster address (default: start a local Ray instance)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="F", help="ray: GPUs per model replica")
     p.add_argument("--overwrite", action="store_true", help="discard an existing output instead of resuming")
     add_quiet(p)
 
@@ -48,7 +55,8 @@ def run(args) -> int:
     fs = extract(args.images, args.output, model=args.model, layers=args.layers, pooling=args.pooling,
                  input_size=args.input_size, weights=args.weights, batch_size=args.batch_size,
                  precision=args.precision, labels=args.labels, shard_size=args.shard_size, format=args.format,
-                 overwrite=args.overwrite, workers=args.workers, quiet=args.quiet, load=False)
+                 overwrite=args.overwrite, workers=args.workers, quiet=args.quiet, load=False,
+                 engine=args.engine, address=args.address, gpus_per_worker=args.gpus_per_worker)
     return report(fs, args.output)
 
 

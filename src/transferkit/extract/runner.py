@@ -73,7 +73,8 @@ def _diff(old: dict, new: dict) -> list[str]:
 def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "none", input_size: int | None = None,
             weights="imagenet", batch_size: int = 32, precision: str = "auto", labels: str = "inferred",
             shard_size: int = 1024, format: str = "parquet", overwrite: bool = False, workers: int | None = None,
-            seed: int = 0, quiet: bool = True, load: bool = True) -> FeatureSet:
+            seed: int = 0, quiet: bool = True, load: bool = True, engine: str = "local", address: str | None = None,
+            gpus_per_worker: float = 0.0) -> FeatureSet:
     """Extract features of every image under `images` into the folder `out`, resuming a previous run.
 
     Args:
@@ -90,9 +91,14 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
         shard_size: images per output shard (the unit of resume).
         format: "parquet", or "npy" to also write `features.npy`, `labels.npy`, `paths.txt`.
         overwrite: discard an existing output in `out` instead of resuming it.
-        workers: decoding threads (default: one per core).
+        workers: local engine: decoding threads (default: one per core); Ray engine: model replicas
+            (default: one per GPU, or 2).
         seed: initialisation seed when `weights="none"`.
         quiet: hide the progress bar.
+        engine: "local" (threads on this machine) or "ray" (Ray Data: decoding tasks and model-replica actors
+            across a cluster; same output format and resume).
+        address: Ray cluster address (engine "ray"); default: start a local Ray instance and stop it after.
+        gpus_per_worker: GPUs per model replica (engine "ray").
         load: read the features back into memory; False returns a `FeatureSet` with the
             manifest only (the command line does this, so memory stays flat for any N).
 
@@ -108,6 +114,7 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
     check_one_of("pooling", pooling, ("none", "avg", "max", "flatten"))
     check_one_of("precision", precision, PRECISIONS)
     check_one_of("format", format, FORMATS)
+    check_one_of("engine", engine, ("local", "ray"))
     batch_size = _positive_int("batch_size", batch_size)
     shard_size = _positive_int("shard_size", shard_size)
     check_resample(spec.resample)
@@ -152,14 +159,22 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
                                  precision=used_precision, seed=seed)
         manifest["layers"] = {name: {"shape": list(shape), "pooling": pool, "dtype": "float32"}
                               for name, shape, pool in zip(fm.layers, fm.shapes, fm.poolings)}
-        extractor = Extractor(fm, batch_size=batch_size) if todo else None
+        extractor = Extractor(fm, batch_size=batch_size) if todo and engine == "local" else None
     build_s = time.perf_counter() - t_build
     _update_manifest(out, manifest, done, n_shards)
     if todo:
         t_run = time.perf_counter()
         n_before = sum(m["stop"] - m["start"] for m in done.values())
-        _run_shards(index, out, extractor, todo, done, manifest, n_shards, shard_size=shard_size,
-                    batch_size=batch_size, workers=workers, quiet=quiet)
+        ranges = [(k * shard_size, min((k + 1) * shard_size, len(index))) for k in todo]
+        if engine == "ray":
+            from ..engines.ray_engine import ray_batches
+
+            stream = ray_batches(index, fm, ranges, pooling=pooling, batch_size=batch_size, weights=weights, seed=seed,
+                                 address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+        else:
+            stream = local_batches(index, extractor, ranges, workers=workers)
+        _write_stream(stream, index, out, fm.layers, fm.shapes, todo, done, manifest, n_shards,
+                      shard_size=shard_size, quiet=quiet, desc=f"{spec.name} {'+'.join(fm.layers)}")
         run_s = time.perf_counter() - t_run
         images = len(index) - n_before
         manifest["last_run"] = {"images": images, "build_seconds": round(build_s, 3), "seconds": round(run_s, 3),
@@ -188,40 +203,74 @@ def _update_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards:
     write_json_atomic(out / MANIFEST, manifest)
 
 
-def _run_shards(index, out, extractor, todo, done, manifest, n_shards, *, shard_size, batch_size, workers, quiet):
+def local_batches(index, extractor: Extractor, ranges, *, workers=None):
+    """The local engine: threads decode ahead, the compiled model runs; yields (positions, features, errors)."""
+    fm = extractor.feature_model
+    reader = ImageReader(index, fm.input_size, batch_size=extractor.batch_size, crop_fraction=fm.spec.crop_fraction,
+                         resample=fm.spec.resample, workers=workers)
+    empty = {n: np.zeros((0, *s), np.float32) for n, s in zip(fm.layers, fm.shapes)}
+    for start, stop in ranges:
+        for batch in reader.iter_range(start, stop):
+            feats = extractor(batch.images) if len(batch.positions) else empty
+            yield batch.positions, feats, batch.errors
+
+
+def _write_stream(stream, index, out, layers, shapes, todo, done, manifest, n_shards, *, shard_size, quiet, desc):
+    """Cut a stream of (positions, features, errors) batches into shards; write each as soon as it is complete.
+
+    Batches may cross shard boundaries and arrive in any order (a distributed engine); a shard is written only
+    when every one of its positions has arrived, sorted by position, so nothing is lost or duplicated.
+    """
     from tqdm.auto import tqdm
 
-    fm = extractor.feature_model
-    spec = fm.spec
-    reader = ImageReader(index, fm.input_size, batch_size=batch_size, crop_fraction=spec.crop_fraction,
-                         resample=spec.resample, workers=workers)
+    bounds = {k: (k * shard_size, min((k + 1) * shard_size, len(index))) for k in todo}
+    pending = {k: {"pos": [], "feats": {n: [] for n in layers}, "skipped": [], "seen": set()} for k in todo}
     initial = sum(m["stop"] - m["start"] for m in done.values())
-    bar = tqdm(total=len(index), initial=initial, unit="img", disable=quiet, file=sys.stderr,
-               desc=f"{spec.name} {'+'.join(fm.layers)}", dynamic_ncols=True)
+    bar = tqdm(total=len(index), initial=initial, unit="img", disable=quiet, file=sys.stderr, desc=desc,
+               dynamic_ncols=True)
     n_skipped = sum(len(m["skipped"]) for m in done.values())
     try:
-        for k in todo:
-            start, stop = k * shard_size, min((k + 1) * shard_size, len(index))
-            positions, feats, skipped = [], {n: [] for n in fm.layers}, []
-            for batch in reader.iter_range(start, stop):
-                if len(batch.positions):
-                    out_arrays = extractor(batch.images)
-                    for n in fm.layers:
-                        feats[n].append(out_arrays[n])
-                    positions.append(batch.positions)
-                skipped += [{"index": int(i), "path": index.paths[i], "reason": r} for i, r in batch.errors]
-                n_skipped += len(batch.errors)
-                bar.update(len(batch.positions) + len(batch.errors))
-                if n_skipped:
-                    bar.set_postfix(skipped=n_skipped, refresh=False)
-            pos = np.concatenate(positions) if positions else np.zeros(0, np.int64)
-            arrays = {n: (np.concatenate(v) if v else np.zeros((0, *s), np.float32))
-                      for (n, v), s in zip(feats.items(), fm.shapes)}
-            meta = {"shard": k, "start": start, "stop": stop, "rows": int(len(pos)), "skipped": skipped}
-            labels = index.labels[pos] if index.labels is not None else None
-            write_shard(out, k, positions=pos, paths=[index.paths[i] for i in pos], labels=labels,
-                        class_names=index.class_names, features=arrays, meta=meta)
-            done[k] = meta
-            _update_manifest(out, manifest, done, n_shards)
+        for positions, feats, errors in stream:
+            positions = np.asarray(positions, dtype=np.int64)
+            touched = set()
+            for k in np.unique(positions // shard_size).tolist():
+                sel = (positions // shard_size) == k
+                acc = pending[k]
+                acc["pos"].append(positions[sel])
+                for n in layers:
+                    acc["feats"][n].append(np.asarray(feats[n])[sel])
+                acc["seen"].update(positions[sel].tolist())
+                touched.add(k)
+            for pos, reason in errors:
+                k = int(pos) // shard_size
+                pending[k]["skipped"].append({"index": int(pos), "path": index.paths[int(pos)], "reason": reason})
+                pending[k]["seen"].add(int(pos))
+                touched.add(k)
+            n_skipped += len(errors)
+            bar.update(len(positions) + len(errors))
+            if n_skipped:
+                bar.set_postfix(skipped=n_skipped, refresh=False)
+            for k in sorted(touched):
+                start, stop = bounds[k]
+                acc = pending[k]
+                if len(acc["seen"]) < stop - start:
+                    continue
+                pos = np.concatenate(acc["pos"]) if acc["pos"] else np.zeros(0, np.int64)
+                order = np.argsort(pos, kind="stable")
+                pos = pos[order]
+                arrays = {n: (np.concatenate(v)[order] if v else np.zeros((0, *s), np.float32))
+                          for (n, v), s in zip(acc["feats"].items(), shapes)}
+                skipped = sorted(acc["skipped"], key=lambda item: item["index"])
+                meta = {"shard": k, "start": start, "stop": stop, "rows": int(len(pos)), "skipped": skipped}
+                labels = index.labels[pos] if index.labels is not None else None
+                write_shard(out, k, positions=pos, paths=[index.paths[i] for i in pos], labels=labels,
+                            class_names=index.class_names, features=arrays, meta=meta)
+                done[k] = meta
+                del pending[k]
+                _update_manifest(out, manifest, done, n_shards)
     finally:
         bar.close()
+    if pending:
+        missing = sorted(pending)
+        raise TransferkitError(f"The extraction engine stopped before shards {missing[:5]} were complete; "
+                               "re-run the same command to resume.")

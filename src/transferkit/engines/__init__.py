@@ -1,0 +1,1 @@
+"""Execution engines for extraction: local threads (in `extract.runner`) and Ray Data (`ray_engine`)."""

@@ -1,0 +1,123 @@
+"""The Ray Data engine: decoding as Ray tasks, one model replica per Ray actor, results streamed to the writer.
+
+The driver keeps the single writer (shards + manifest), so the output format, resume and bad-file handling are
+exactly the local engine's; Ray supplies parallelism across cores, GPUs and nodes, and re-runs the work of a
+worker that dies.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import TransferkitError
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise TransferkitError("--engine ray needs Ray Data: pip install 'transferkit[ray]' "
+                               "(or pip install 'ray[data]').") from None
+    return ray
+
+
+def _decode(batch: dict, *, size: int, crop_fraction, resample: str) -> dict:
+    """Ray task: decode a batch of paths; failures become rows with an error and a blank image."""
+    from ..data.decode import DecodeError, load_image
+
+    images = np.zeros((len(batch["path"]), size, size, 3), np.uint8)
+    errors = []
+    for i, path in enumerate(batch["path"]):
+        try:
+            images[i] = load_image(str(path), size, crop_fraction=crop_fraction, resample=resample)
+            errors.append("")
+        except DecodeError as exc:
+            errors.append(exc.reason)
+    return {"position": np.asarray(batch["position"], np.int64), "image": images, "error": np.array(errors)}
+
+
+class _Embedder:
+    """Ray actor: builds the feature model once, then runs batches of decoded images through it."""
+
+    def __init__(self, spec, layers, pooling, input_size, weights, precision, seed, batch_size):
+        from ..backbones.build import build_feature_model
+        from ..backbones.registry import _REGISTRY, register_backbone
+        from ..extract.extractor import Extractor
+
+        if spec.name not in _REGISTRY:  # a backbone registered only in the driver (plugins, tests)
+            register_backbone(spec, overwrite=True)
+        fm = build_feature_model(spec, layers, pooling=pooling, input_size=input_size, weights=weights,
+                                 precision=precision, seed=seed)
+        self.extractor = Extractor(fm, batch_size=batch_size)
+        self.layers = fm.layers
+        self.shapes = fm.shapes
+
+    def __call__(self, batch: dict) -> dict:
+        ok = batch["error"] == ""
+        out = {"position": batch["position"], "error": batch["error"]}
+        feats = self.extractor(batch["image"][ok]) if ok.any() else None
+        for i, (name, shape) in enumerate(zip(self.layers, self.shapes)):
+            full = np.zeros((len(ok), *shape), np.float32)
+            if feats is not None:
+                full[ok] = feats[name]
+            out[f"feature_{i}"] = full
+        return out
+
+
+def ray_batches(index, fm, ranges, *, pooling: str, batch_size: int, weights, seed: int, address: str | None = None,
+                workers: int | None = None, gpus_per_worker: float = 0.0) -> Iterator[tuple]:
+    """Yield (positions, features, errors) for the positions in `ranges`, computed on a Ray cluster.
+
+    Args:
+        index: the images. fm: the driver's `FeatureModel` (settings are sent to the actors, not the model).
+        pooling: the user's pooling argument, applied by each actor's own feature model.
+        ranges: (start, stop) position ranges to extract.
+        address: a running cluster ("auto", "ray://host:10001", ...); None starts a local Ray and stops it after.
+        workers: model replicas (actors); default one per GPU when `gpus_per_worker` > 0, else 2.
+        gpus_per_worker: GPUs per replica.
+    """
+    ray = _ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                     **({} if address else {"object_store_memory": 512 * 1024 * 1024}))
+        except Exception as exc:  # connection failures are user errors here
+            raise TransferkitError(f"Cannot start or join Ray (address={address!r}): {exc}") from None
+        started = address is None
+    try:
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        if workers is None:
+            workers = max(1, int(gpus / gpus_per_worker)) if gpus_per_worker else 2
+        # leave room for decoding tasks: an actor pool that takes every CPU would starve them
+        actor_cpus = min(1.0, max(0.25, (cpus - 0.5) / workers))
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = False  # transferkit's own bar counts images
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        positions = np.concatenate([np.arange(a, b) for a, b in ranges]).astype(np.int64)
+        items = ray.data.from_items([{"position": int(p), "path": index.absolute(int(p))} for p in positions])
+        spec = fm.spec
+        decoded = items.map_batches(_decode, batch_size=batch_size, batch_format="numpy", num_cpus=0.25,
+                                    fn_kwargs=dict(size=fm.input_size, crop_fraction=spec.crop_fraction,
+                                                   resample=spec.resample))
+        embedded = decoded.map_batches(
+            _Embedder, batch_size=batch_size, batch_format="numpy", concurrency=workers, num_cpus=actor_cpus,
+            num_gpus=gpus_per_worker or None,
+            fn_constructor_kwargs=dict(spec=spec, layers=fm.layers, pooling=pooling, input_size=fm.input_size,
+                                       weights=weights, precision=fm.precision, seed=seed, batch_size=batch_size))
+        for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+            pos = np.asarray(batch["position"], np.int64)
+            bad = batch["error"] != ""
+            errors = [(int(p), str(e)) for p, e in zip(pos[bad], batch["error"][bad])]
+            feats = {name: np.asarray(batch[f"feature_{i}"])[~bad] for i, name in enumerate(fm.layers)}
+            yield pos[~bad], feats, errors
+    finally:
+        if started:
+            ray.shutdown()
+
