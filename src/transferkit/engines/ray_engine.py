@@ -107,7 +107,8 @@ def ray_batches(index, fm, ranges, *, pooling: str, batch_size: int, weights, se
                                     fn_kwargs=dict(size=fm.input_size, crop_fraction=spec.crop_fraction,
                                                    resample=spec.resample))
         embedded = decoded.map_batches(
-            _Embedder, batch_size=batch_size, batch_format="numpy", concurrency=workers, num_cpus=actor_cpus,
+            _Embedder, batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=actor_cpus,
             num_gpus=gpus_per_worker or None,
             fn_constructor_kwargs=dict(spec=spec, layers=fm.layers, pooling=pooling, input_size=fm.input_size,
                                        weights=weights, precision=fm.precision, seed=seed, batch_size=batch_size))
