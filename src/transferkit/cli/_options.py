@@ -44,6 +44,8 @@ def add_batch_size(parser, default: int = 32):
 
 def add_run_or_model(parser):
     parser.add_argument("run_or_model", metavar="RUN_OR_MODEL", help="a run folder or a .keras file")
+    parser.add_argument("--unsafe", action="store_true",
+                        help="allow code (Lambda layers) in the model file; only for files you trust")
 
 
 def add_quiet(parser):

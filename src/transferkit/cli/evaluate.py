@@ -21,7 +21,7 @@ def run(args) -> int:
     import_keras()
     from ..train import evaluate
 
-    m = evaluate(args.run_or_model, args.data, args.output, batch_size=args.batch_size)
+    m = evaluate(args.run_or_model, args.data, args.output, batch_size=args.batch_size, unsafe=args.unsafe)
     print(f"accuracy {m['accuracy']:.1%}, loss {m['loss']:.4f}, n={m['n']}")
     for name, c in m["per_class"].items():
         print(f"  {name:<20} precision {c['precision']:.3f}  recall {c['recall']:.3f}  f1 {c['f1']:.3f}  "

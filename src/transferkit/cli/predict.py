@@ -24,7 +24,7 @@ def run(args) -> int:
     import_keras()
     from ..train import predict
 
-    rows, skipped = predict(args.run_or_model, args.images, args.output, batch_size=args.batch_size)
+    rows, skipped = predict(args.run_or_model, args.images, args.output, batch_size=args.batch_size, unsafe=args.unsafe)
     if args.output is None:
         for r in rows:
             print(f"{r['path']}\t{r['predicted']}\t{max(r['probabilities']):.3f}")

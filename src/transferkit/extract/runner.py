@@ -191,6 +191,14 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
 
 
 def _update_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards: int) -> None:
+    try:
+        _write_manifest(out, manifest, done, n_shards)
+    except OSError as exc:
+        raise TransferkitError(f"Cannot write {out / MANIFEST}: {exc.strerror or exc}. Finished shards are kept; "
+                               "fix the problem and re-run the same command to resume.") from None
+
+
+def _write_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards: int) -> None:
     shards = [{"file": shard_name(k), "start": m["start"], "stop": m["stop"], "rows": m["rows"],
                "skipped": len(m["skipped"])} for k, m in sorted(done.items())]
     skipped = [s for _, m in sorted(done.items()) for s in m["skipped"]]
@@ -263,8 +271,14 @@ def _write_stream(stream, index, out, layers, shapes, todo, done, manifest, n_sh
                 skipped = sorted(acc["skipped"], key=lambda item: item["index"])
                 meta = {"shard": k, "start": start, "stop": stop, "rows": int(len(pos)), "skipped": skipped}
                 labels = index.labels[pos] if index.labels is not None else None
-                write_shard(out, k, positions=pos, paths=[index.paths[i] for i in pos], labels=labels,
-                            class_names=index.class_names, features=arrays, meta=meta)
+                try:
+                    write_shard(out, k, positions=pos, paths=[index.paths[i] for i in pos], labels=labels,
+                                class_names=index.class_names, features=arrays, meta=meta)
+                except OSError as exc:
+                    raise TransferkitError(
+                        f"Cannot write {shard_name(k)} to {out}: {exc.strerror or exc}. The {len(done)} finished "
+                        "shards are kept; free space (or fix permissions) and re-run the same command to resume."
+                    ) from None
                 done[k] = meta
                 del pending[k]
                 _update_manifest(out, manifest, done, n_shards)

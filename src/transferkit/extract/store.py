@@ -66,6 +66,14 @@ def read_manifest(out) -> dict:
     for key, kind in (("layers", dict), ("shards", list), ("settings", dict)):
         if not isinstance(manifest.get(key), kind):
             raise TransferkitError(f"{path} is damaged: '{key}' must be a {kind.__name__}. Re-run with --overwrite.")
+    for name, info in manifest["layers"].items():
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                for d in shape)):
+            raise TransferkitError(f"{path} is damaged: layer {name!r} has no valid shape. Re-run with --overwrite.")
+    for shard in manifest["shards"]:
+        if not (isinstance(shard, dict) and isinstance(shard.get("file"), str)):
+            raise TransferkitError(f"{path} is damaged: a shard entry has no file name. Re-run with --overwrite.")
     return manifest
 
 

@@ -60,8 +60,12 @@ def write_shard(out: Path, k: int, *, positions: np.ndarray, paths: list[str], l
     table = pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     final = out / shard_name(k)
     tmp = out / f".{shard_name(k)}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp, compression="zstd" if _zstd_ok(pa) else "snappy")
-    _fsync_replace(tmp, final)
+    try:
+        pq.write_table(table, tmp, compression="zstd" if _zstd_ok(pa) else "snappy")
+        _fsync_replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half-written shard behind
+        raise
     return final
 
 
@@ -88,10 +92,14 @@ def read_shard_meta(path: Path) -> dict | None:
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON to a temporary file, fsync and rename: the file is always complete and parseable."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=False)
-        f.write("\n")
-    _fsync_replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=False)
+            f.write("\n")
+        _fsync_replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_npy(out: Path, shards: list[Path], layers: dict[str, dict], n_rows: int) -> list[str]:

@@ -13,8 +13,11 @@ from ..errors import TransferkitError
 from .runner import evaluate_model, predict_index
 
 
-def load_run(run_or_model):
+def load_run(run_or_model, *, unsafe: bool = False):
     """Load a trained classifier (Keras safe mode) and its settings from a run folder or a `.keras` file.
+
+    Args:
+        unsafe: allow Lambda layers and other code in the file (only for files you trust).
 
     Returns:
         (model, info) where info has "class_names", "input_size", "crop_fraction", "resample".
@@ -27,9 +30,13 @@ def load_run(run_or_model):
         raise TransferkitError(f"{str(path)!r} is neither a run folder with model.keras nor a .keras file.")
     config_file = model_file.parent / "config.json"
     try:
-        model = keras.saving.load_model(model_file, safe_mode=True)
+        model = keras.saving.load_model(model_file, safe_mode=not unsafe)
     except Exception as exc:
-        raise TransferkitError(f"Cannot load {model_file}: {str(exc).splitlines()[0][:300]}") from None
+        text = str(exc)
+        if "safe_mode" in text or "unsafe" in text.lower():
+            raise TransferkitError(f"{model_file} contains code (e.g. a Lambda layer), which safe mode refuses to "
+                                   "load. If you trust the file, pass --unsafe (unsafe=True).") from None
+        raise TransferkitError(f"Cannot load {model_file}: {text.splitlines()[0][:300]}") from None
     info = {"input_size": int(model.inputs[0].shape[1]), "crop_fraction": None, "resample": "bilinear"}
     if config_file.is_file():
         try:
@@ -47,7 +54,7 @@ def load_run(run_or_model):
     return model, info
 
 
-def predict(run_or_model, images, output=None, *, batch_size: int = 32):
+def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: bool = False):
     """Predict the class of every image; optionally write a CSV (path, predicted class, one probability per class).
 
     Returns:
@@ -56,7 +63,7 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32):
     Example:
     >>> rows, skipped = predict("runs/vgg16-finetune", "new_photos/", "predictions.csv")  # doctest: +SKIP
     """
-    model, info = load_run(run_or_model)
+    model, info = load_run(run_or_model, unsafe=unsafe)
     index = index_images(images, labels="none")
     positions, probs, skipped = predict_index(model, index, size=info["input_size"], batch_size=batch_size,
                                               crop_fraction=info["crop_fraction"], resample=info["resample"])
@@ -72,12 +79,12 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32):
     return rows, skipped
 
 
-def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32) -> dict:
+def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32, unsafe: bool = False) -> dict:
     """Accuracy, loss, per-class precision/recall/F1 and confusion matrix on a labelled `<class>/` folder.
 
     With `out_dir`, also writes metrics.json, confusion.png and top_losses.png there.
     """
-    model, info = load_run(run_or_model)
+    model, info = load_run(run_or_model, unsafe=unsafe)
     index = index_images(data, class_names=info["class_names"])
     if index.labels is None:
         raise TransferkitError(f"{str(data)!r} has no class sub-folders to evaluate against.")
