@@ -49,6 +49,8 @@ def register(sub):
     p.add_argument("--runs", default="runs", metavar="DIR", help="folder of run folders (default: runs)")
     p.add_argument("--name", default=None, help="run name (default: MODEL-STRATEGY-TIMESTAMP)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of this --name after its last finished epoch")
     add_quiet(p)
 
 
@@ -64,7 +66,7 @@ def run(args) -> int:
                    class_weight=args.class_weight, validation_split=args.validation_split,
                    unfreeze_blocks=args.unfreeze_blocks, unfreeze_from=args.unfreeze_from,
                    init_from=args.init_from, seed=args.seed,
-                   precision=args.precision, overwrite=args.overwrite, quiet=args.quiet)
+                   precision=args.precision, overwrite=args.overwrite, resume=args.resume, quiet=args.quiet)
     m = result.metrics
     for stage in result.stages:
         print(f"stage {stage['stage']}: {stage['epochs']} epochs")

@@ -50,14 +50,36 @@ def _callbacks(run_dir: Path, best: Path, *, patience: int | None):
     return cbs
 
 
-def _fit(model, x, run_dir: Path, *, patience, **kwargs):
-    """`model.fit` with the run's callbacks, then back to the best validation weights."""
-    best = run_dir / ".best.weights.h5"
-    hist = model.fit(x, callbacks=_callbacks(run_dir, best, patience=patience), **kwargs)
+def _fit(model, x, run_dir: Path, *, stage: str, patience, **kwargs):
+    """`model.fit` with the run's callbacks (history, best weights, early stopping, and a backup of each
+    finished epoch so that `resume=True` continues an interrupted stage), then back to the best weights."""
+    import keras
+
+    best = run_dir / f".best-{stage}.weights.h5"
+    backup = keras.callbacks.BackupAndRestore(str(run_dir / ".backup" / stage), delete_checkpoint=True)
+    hist = model.fit(x, callbacks=[backup, *_callbacks(run_dir, best, patience=patience)], **kwargs)
     if best.exists():
         model.load_weights(best)
         best.unlink()
     return hist.history
+
+
+def _run_stage(clf, run_dir: Path, number: int, fit, history: dict, stages: list, timings: dict, label: str):
+    """Run one named stage, or restore it when an earlier (interrupted) run of this folder finished it."""
+    done_weights = run_dir / f".stage{number}.weights.h5"
+    done_info = run_dir / f".stage{number}.json"
+    if done_weights.exists() and done_info.exists():
+        clf.load_weights(done_weights)
+        info = json.loads(done_info.read_text())
+        stages.append(info["stage"])
+        timings[f"stage{number}_s"] = info["seconds"]
+        return
+    t = time.perf_counter()
+    h = fit()
+    _merge(history, h, label, stages)
+    timings[f"stage{number}_s"] = time.perf_counter() - t
+    clf.save_weights(done_weights)
+    done_info.write_text(json.dumps({"stage": stages[-1], "seconds": timings[f"stage{number}_s"]}))
 
 
 def export_model(clf, base, spec, size: int):
@@ -89,15 +111,19 @@ def _class_weights(mode, labels: np.ndarray, n_classes: int):
     return {c: float(len(labels) / (n_classes * counts[c])) for c in range(n_classes) if counts[c]}
 
 
-def _new_run_dir(run_dir, runs_root, name, spec_name, strategy, overwrite) -> Path:
+def _new_run_dir(run_dir, runs_root, name, spec_name, strategy, overwrite, resume=False) -> Path:
     if run_dir is None:
+        if resume and not name:
+            raise TransferkitError("`resume` needs the run's --name (or run_dir) to find it.")
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(runs_root) / (name or f"{spec_name}-{strategy}-{stamp}")
     run_dir = Path(run_dir)
+    if resume and run_dir.exists():
+        return run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise TransferkitError(f"The run folder {str(run_dir)!r} already exists. Choose another --name/--run-dir, "
-                                   "or pass --overwrite to replace it.")
+                                   "pass --resume to continue it, or --overwrite to replace it.")
         shutil.rmtree(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +139,7 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
           augmentation: Augmentation | None = None, hidden: int = 256, dropout: float = 0.5,
           patience: int | None = None, class_weight: str | None = None, validation_split: float | None = None,
           unfreeze_blocks: int | None = None, unfreeze_from: str | None = None, init_from=None, seed: int = 0,
-          precision: str = "auto", overwrite: bool = False, quiet: bool = True) -> TrainResult:
+          precision: str = "auto", overwrite: bool = False, resume: bool = False, quiet: bool = True) -> TrainResult:
     """Train a classifier on `DATA/train/<class>/` by transfer learning, evaluated on `DATA/validation/`.
 
     Strategies (the classic cats-vs-dogs tutorial's three):
@@ -135,6 +161,8 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
             start the unfrozen stage, which then skips the frozen stage.
         seed: makes data order, augmentation and initialisation reproducible.
         precision: "auto", "float32" or "bfloat16".
+        resume: continue an interrupted run of the same name and settings: finished stages are restored and an
+            interrupted stage continues after its last finished epoch (Keras `BackupAndRestore`).
 
     Returns:
         A `TrainResult`; the run folder holds config.json, history.csv, curves.png, model.keras,
@@ -158,7 +186,7 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
     splits = find_splits(data, validation_split=validation_split, seed=seed)
     if init_from is not None:
         _check_init_run(init_from, strategy, spec.name, size, splits.class_names)
-    run_dir = _new_run_dir(run_dir, runs_root, name, spec.name, strategy, overwrite)
+    run_dir = _new_run_dir(run_dir, runs_root, name, spec.name, strategy, overwrite, resume)
     n_classes = len(splits.class_names)
     splits.train, bad_train = drop_unreadable(splits.train, size)
     splits.validation, bad_val = drop_unreadable(splits.validation, size)
@@ -178,7 +206,12 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
         "counts": {"train": len(splits.train), "validation": len(splits.validation)},
         "skipped": bad_train + bad_val,
     }
-    (run_dir / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    if resume and (run_dir / "config.json").exists():
+        _check_resumable(run_dir, config)
+        if (run_dir / "metrics.json").exists():  # finished already: nothing to do
+            return _finished_result(run_dir)
+    else:
+        (run_dir / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     keras.utils.set_random_seed(seed)
     clf, base = build_classifier(spec, n_classes, input_size=size, weights=weights, augmentation=augmentation,
                                  hidden=hidden, dropout=dropout, precision=used_precision, seed=seed)
@@ -188,30 +221,29 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
     timings = {}
     kw = dict(spec=spec, size=size, batch_size=batch_size, seed=seed, n_classes=n_classes, quiet=quiet)
 
-    t = time.perf_counter()
     if init_from is not None:
         src = keras.saving.load_model(Path(init_from) / "model.keras", safe_mode=True)
         clf.get_layer("head").set_weights(src.get_layer("head").get_weights())
         base.set_weights(src.get_layer(base.name).get_weights())
         stages.append({"stage": f"head and base from {init_from}", "first_epoch": 1, "epochs": 0})
+        timings["stage1_s"] = 0.0
     elif strategy == "features":
-        h = _stage_fit_head_on_features(clf, base, splits, run_dir, runs_root=runs_root, weights=weights,
-                                        epochs=epochs, lr=learning_rate, optimizer=optimizer, patience=patience,
-                                        class_weight=weights_cw, precision=used_precision, **kw)
-        _merge(history, h, "features: fit head on cached features", stages)
+        _run_stage(clf, run_dir, 1, lambda: _stage_fit_head_on_features(
+            clf, base, splits, run_dir, runs_root=runs_root, weights=weights, epochs=epochs, lr=learning_rate,
+            optimizer=optimizer, patience=patience, class_weight=weights_cw, precision=used_precision, **kw),
+            history, stages, timings, "features: fit head on cached features")
     else:
         compile_classifier(clf, n_classes, learning_rate=learning_rate, optimizer=optimizer)
-        h = _stage_fit_images(clf, splits, run_dir, epochs=epochs, patience=patience, class_weight=weights_cw, **kw)
-        _merge(history, h, "frozen: fit head, base frozen" + (", augmented" if augmentation else ""), stages)
-    timings["stage1_s"] = time.perf_counter() - t
+        _run_stage(clf, run_dir, 1, lambda: _stage_fit_images(
+            clf, splits, run_dir, stage="stage1", epochs=epochs, patience=patience, class_weight=weights_cw, **kw),
+            history, stages, timings, "frozen: fit head, base frozen" + (", augmented" if augmentation else ""))
     if strategy == "finetune":
-        t = time.perf_counter()
         unfrozen = unfreeze_top(base, spec, blocks=unfreeze_blocks, from_layer=unfreeze_from)
         compile_classifier(clf, n_classes, learning_rate=finetune_learning_rate, optimizer=optimizer)
-        h = _stage_fit_images(clf, splits, run_dir, epochs=finetune_epochs or epochs, patience=patience,
-                              class_weight=weights_cw, **kw)
-        _merge(history, h, f"finetune: unfrozen {unfrozen[0]}..{unfrozen[-1]} ({len(unfrozen)} layers)", stages)
-        timings["stage2_s"] = time.perf_counter() - t
+        _run_stage(clf, run_dir, 2, lambda: _stage_fit_images(
+            clf, splits, run_dir, stage="stage2", epochs=finetune_epochs or epochs, patience=patience,
+            class_weight=weights_cw, **kw),
+            history, stages, timings, f"finetune: unfrozen {unfrozen[0]}..{unfrozen[-1]} ({len(unfrozen)} layers)")
     export_model(clf, base, spec, size).save(run_dir / "model.keras")
     clf = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
     metrics = evaluate_model(clf, splits.validation, splits.class_names, spec=spec, size=size, out_dir=run_dir,
@@ -224,8 +256,37 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     from ..viz.plots import plot_history
 
+    history = read_history_csv(run_dir / "history.csv")  # every epoch, also those of an interrupted run
     plot_history(history, run_dir / "curves.png", title=f"{spec.name} {strategy}")
+    for marker in run_dir.glob(".stage*"):
+        marker.unlink()
+    shutil.rmtree(run_dir / ".backup", ignore_errors=True)
     return TrainResult(run_dir, clf, history, metrics, config, stages)
+
+
+_VOLATILE = ("created", "transferkit_version", "keras_version", "counts", "skipped")
+
+
+def _check_resumable(run_dir: Path, config: dict) -> None:
+    try:
+        old = json.loads((run_dir / "config.json").read_text())
+    except ValueError as exc:
+        raise TransferkitError(f"{run_dir / 'config.json'} is not valid JSON ({exc}); cannot resume.") from None
+    diff = [k for k in sorted(set(old) | set(config)) if k not in _VOLATILE and old.get(k) != config.get(k)]
+    if diff:
+        changes = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
+        raise TransferkitError(f"Cannot resume {str(run_dir)!r}: its settings differ ({changes}). Use the same "
+                               "settings, another --name, or --overwrite.")
+
+
+def _finished_result(run_dir: Path) -> TrainResult:
+    import keras
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    return TrainResult(run_dir, model, read_history_csv(run_dir / "history.csv"), metrics, config,
+                       metrics.get("stages", []))
 
 
 def _check_init_run(init_from, strategy: str, model: str, size: int, class_names: list[str]) -> None:
@@ -247,13 +308,13 @@ def _check_init_run(init_from, strategy: str, model: str, size: int, class_names
                                f"classes={class_names}.")
 
 
-def _stage_fit_images(clf, splits: Splits, run_dir, *, spec, size, batch_size, seed, n_classes, epochs, patience,
-                      class_weight, quiet):
+def _stage_fit_images(clf, splits: Splits, run_dir, *, stage, spec, size, batch_size, seed, n_classes, epochs,
+                      patience, class_weight, quiet):
     binary = n_classes == 2
     common = dict(crop_fraction=spec.crop_fraction, resample=spec.resample, binary=binary, batch_size=batch_size)
     train_ds = make_dataset(splits.train, size, shuffle=True, seed=seed, **common)
     val_ds = make_dataset(splits.validation, size, shuffle=False, **common)
-    return _fit(clf, train_ds, run_dir, patience=patience, validation_data=val_ds, epochs=epochs,
+    return _fit(clf, train_ds, run_dir, stage=stage, patience=patience, validation_data=val_ds, epochs=epochs,
                 class_weight=class_weight, verbose=0 if quiet else 1)
 
 
@@ -284,7 +345,7 @@ def _stage_fit_head_on_features(clf, base, splits: Splits, run_dir, *, runs_root
     ytr = _align_labels(tr, splits.train, splits.class_names)
     yva = _align_labels(va, splits.validation, splits.class_names)
     cast = "float32" if n_classes == 2 else "int32"
-    return _fit(head, tr.matrix, run_dir, patience=patience, y=ytr.astype(cast),
+    return _fit(head, tr.matrix, run_dir, stage="stage1", patience=patience, y=ytr.astype(cast),
                 validation_data=(va.matrix, yva.astype(cast)), epochs=epochs, batch_size=batch_size,
                 class_weight=class_weight, verbose=0 if quiet else 2)
 

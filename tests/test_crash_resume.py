@@ -1,0 +1,105 @@
+"""Crash/resume: SIGKILL `transferkit extract` at 10 random moments, and `train` between epochs; resume each."""
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import transferkit as tk
+from transferkit.extract.writer import read_shard_meta
+
+from conftest import HERE, make_image, run_cli
+
+ENV = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def _popen(*args):
+    return subprocess.Popen([sys.executable, str(HERE / "tk_cli.py"), *map(str, args)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _check_invariants(out):
+    """What a reader may see at any moment: a parseable manifest and only whole shards under final names."""
+    if (out / "manifest.json").exists():
+        manifest = json.loads((out / "manifest.json").read_text())
+        for shard in manifest["shards"]:
+            assert read_shard_meta(out / shard["file"]) is not None
+    for shard in out.glob("part-*.parquet"):
+        assert read_shard_meta(shard) is not None, f"{shard.name} is not a complete shard"
+
+
+def test_extract_killed_at_ten_random_points(tmp_path):
+    rng = np.random.default_rng(5)
+    images = tmp_path / "imgs"
+    for i in range(640):
+        make_image(images / ("x" if i % 3 else "y") / f"{i:04d}.png", rng, size=(24, 24))
+    (images / "x" / "broken.png").write_bytes(b"\x89PNG broken")
+    args = ["extract", images, "--model", "vgg16", "--layer", "block4_pool", "--pooling", "avg", "--input-size",
+            "96", "--weights", "none", "--batch-size", "4", "--shard-size", "16", "--precision", "float32", "-q"]
+    out = tmp_path / "killed"
+    chooser = random.Random(11)
+    kills = 0
+    while kills < 10:
+        before = len(list(out.glob("part-*.parquet")))
+        proc = _popen(*args, "-o", out)
+        wanted = before + chooser.randint(1, 3)  # let 1-3 more shards land, then kill at a random moment
+        deadline = time.time() + 120
+        while proc.poll() is None and time.time() < deadline and len(list(out.glob("part-*.parquet"))) < wanted:
+            time.sleep(0.01)
+        time.sleep(chooser.uniform(0.0, 0.3))
+        if proc.poll() is not None:
+            break  # finished before this kill
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        _check_invariants(out)
+    assert kills >= 10, f"only {kills} kills landed before the run finished"
+    final = run_cli(*args, "-o", out)
+    assert final.returncode == 3, final.stderr  # 3: finished, one image skipped
+    reference = run_cli(*args, "-o", tmp_path / "reference")
+    assert reference.returncode == 3, reference.stderr
+    a, b = tk.load_features(out), tk.load_features(tmp_path / "reference")
+    assert a.paths == b.paths and len(a.paths) == 640 and len(set(a.paths)) == 640
+    np.testing.assert_allclose(a.matrix, b.matrix, rtol=1e-6, atol=1e-6)
+    assert a.skipped == b.skipped and [s["path"] for s in a.skipped] == ["x/broken.png"]
+
+
+def test_train_interrupted_between_epochs_resumes(tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for split, n in (("train", 40), ("validation", 10)):
+        for c, cls in enumerate(["a", "b"]):
+            for i in range(n):
+                make_image(data / split / cls / f"{i}.png", rng, size=(32, 32), kind="pattern", cls=c)
+    args = ["train", data, "--model", "tiny_test", "--weights", "none", "--strategy", "frozen", "--epochs", "8",
+            "--batch-size", "4", "--learning-rate", "1e-3", "--optimizer", "adam", "--precision", "float32",
+            "--runs", tmp_path / "runs", "--name", "r", "-q"]
+    history = tmp_path / "runs" / "r" / "history.csv"
+    proc = _popen(*args)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 4:  # header + 3 epochs
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.fail("training finished before it could be interrupted")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epochs_before = len(history.read_text().splitlines()) - 1
+    assert 3 <= epochs_before < 8
+    again = run_cli(*args)
+    assert again.returncode == 1 and "--resume" in again.stderr  # never overwritten silently
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    with open(history) as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == list(range(8)), epochs  # every epoch once: none repeated, none lost
+    metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.8
