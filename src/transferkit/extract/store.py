@@ -66,6 +66,16 @@ def read_manifest(out) -> dict:
     for key, kind in (("layers", dict), ("shards", list), ("settings", dict)):
         if not isinstance(manifest.get(key), kind):
             raise TransferkitError(f"{path} is damaged: '{key}' must be a {kind.__name__}. Re-run with --overwrite.")
+    checks = (
+        ("class_names", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v)),
+        ("skipped", lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v)),
+        ("counts", lambda v: isinstance(v, dict)),
+        ("complete", lambda v: isinstance(v, bool)),
+        ("root", lambda v: isinstance(v, str)),
+    )
+    for key, ok in checks:
+        if key in manifest and not ok(manifest[key]):
+            raise TransferkitError(f"{path} is damaged: {key!r} has the wrong type. Re-run with --overwrite.")
     for name, info in manifest["layers"].items():
         shape = info.get("shape") if isinstance(info, dict) else None
         if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0
