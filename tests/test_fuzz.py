@@ -82,32 +82,29 @@ def valid_out(tmp_path_factory):
     return root / "out"
 
 
+def _load_with_manifest(out, text: bytes) -> None:
+    """Load `out` with its manifest replaced by `text`; only TransferkitError may come out. Restores it after."""
+    path = out / "manifest.json"
+    original = path.read_bytes()
+    path.write_bytes(text)
+    try:
+        tk.load_features(out)
+    except TransferkitError:
+        pass
+    finally:
+        path.write_bytes(original)
+
+
 @FUZZ
 @given(key=st.sampled_from(["format", "layers", "shards", "settings", "complete", "class_names", "skipped", "counts"]),
        value=JSON)
 def test_manifest_with_any_field_replaced(valid_out, key, value):
-    path = valid_out / "manifest.json"
-    original = path.read_text()
-    manifest = json.loads(original)
+    manifest = json.loads((valid_out / "manifest.json").read_text())
     manifest[key] = value
-    path.write_text(json.dumps(manifest))
-    try:
-        tk.load_features(valid_out)
-    except TransferkitError:
-        pass
-    finally:
-        path.write_text(original)
+    _load_with_manifest(valid_out, json.dumps(manifest).encode())
 
 
 @FUZZ
 @given(st.binary(max_size=300))
 def test_manifest_random_bytes(valid_out, blob):
-    path = valid_out / "manifest.json"
-    original = path.read_text()
-    path.write_bytes(blob)
-    try:
-        tk.load_features(valid_out)
-    except TransferkitError:
-        pass
-    finally:
-        path.write_text(original)
+    _load_with_manifest(valid_out, blob)

@@ -148,3 +148,15 @@ def test_tampered_run_config_is_a_clear_error(tmp_path, image_folder):
     (run.run_dir / "config.json").write_text(json.dumps({"class_names": "cats"}))
     with pytest.raises(TransferkitError, match="class_names"):
         load_run(run.run_dir)
+
+
+def test_read_only_output_is_refused_before_any_work(image_folder, tmp_path, monkeypatch):
+    """A read-only output (simulated: CI runs as root, which can write anywhere) is one clear error, up front."""
+    import pathlib
+
+    def read_only(self, data):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", read_only)
+    with pytest.raises(TransferkitError, match="Cannot write to the output folder.*Read-only file system"):
+        tk.extract(image_folder, tmp_path / "o", **TINY)
