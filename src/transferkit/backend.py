@@ -42,11 +42,12 @@ def name() -> str:
 
 @contextlib.contextmanager
 def dtype_policy(precision: str):
-    """Build layers under `mixed_bfloat16` when `precision == "bfloat16"`, restoring the old policy after."""
+    """Build layers under a mixed policy for "bfloat16" / "float16" (float32 weights), restoring the old policy after."""
     import keras
 
     old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    keras.config.set_dtype_policy({"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}.get(precision,
+                                                                                                   "float32"))
     try:
         yield
     finally:
@@ -90,42 +91,49 @@ def accelerator() -> str | None:
 def bfloat16_is_fast() -> bool:
     """True where bfloat16 matrix units exist: GPUs with bf16 tensor cores, AMX / AVX512-BF16 CPUs.
 
-    On the CPU only the TensorFlow backend (oneDNN) turns bfloat16 into AMX
-    instructions; XLA-CPU and PyTorch-CPU run it slower than float32.
+    On the CPU only the TensorFlow backend (oneDNN) turns bfloat16 into AMX / AVX512-BF16 instructions;
+    XLA-CPU and PyTorch-CPU run it slower than float32.
     """
     if accelerator() == "gpu":
-        return _gpu_has_bf16()
+        return _gpu_compute_capability() >= (8, 0)
     return name() == "tensorflow" and bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
 
 
-def _gpu_has_bf16() -> bool:
+def _gpu_compute_capability() -> tuple[int, int]:
     backend = name()
     try:
         if backend == "torch":
             import torch
 
-            return torch.cuda.is_bf16_supported()
+            return tuple(torch.cuda.get_device_capability(0))
         if backend == "tensorflow":
             import tensorflow as tf
 
             gpu = tf.config.list_physical_devices("GPU")[0]
-            cc = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
-            return tuple(cc) >= (8, 0)
+            return tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
         if backend == "jax":
             import jax
 
-            cc = getattr(jax.devices()[0], "compute_capability", "0")
-            return float(cc) >= 8.0
+            major, _, minor = str(getattr(jax.devices()[0], "compute_capability", "0.0")).partition(".")
+            return int(major), int(minor or 0)
     except Exception:
-        return False
-    return False
+        return (0, 0)
+    return (0, 0)
 
 
 def resolve_precision(precision: str) -> str:
-    """Map "auto" to "bfloat16" where it runs fast and "float32" elsewhere; other values pass through."""
-    if precision == "auto":
-        return "bfloat16" if bfloat16_is_fast() else "float32"
-    return precision
+    """Map "auto" to the fastest accurate-enough compute type of this machine.
+
+    bfloat16 on bf16-capable GPUs (compute capability ≥ 8.0) and AMX / AVX512-BF16 CPUs; float16 on GPUs with
+    fp16 tensor cores only (7.x); float32 elsewhere. Other values pass through.
+    """
+    if precision != "auto":
+        return precision
+    if bfloat16_is_fast():
+        return "bfloat16"
+    if accelerator() == "gpu" and _gpu_compute_capability() >= (7, 0):
+        return "float16"
+    return "float32"
 
 
 def compile_inference(model, fn: Callable) -> Callable[[np.ndarray], list[np.ndarray]]:

@@ -88,10 +88,10 @@ def build_classifier(spec: BackboneSpec, n_classes: int, *, input_size: int, wei
         x = layer(x)
     x = preprocessing_layer(spec)(x)
     x = base(x, training=False)  # BatchNorm in inference mode, also when the base is unfrozen later
-    with backend.dtype_policy(precision):
+    with backend.dtype_policy(precision):  # the outer model too: compile() adds loss scaling for float16
         head = build_head(tuple(base.output.shape[1:]), n_classes, hidden=hidden, dropout=dropout)
-    outputs = head(x)
-    return keras.Model(inputs, outputs, name=f"{spec.name}_classifier"), base
+        outputs = head(x)
+        return keras.Model(inputs, outputs, name=f"{spec.name}_classifier"), base
 
 
 def unfreeze_top(base, spec: BackboneSpec, *, blocks: int | None = None, from_layer: str | None = None) -> list[str]:
