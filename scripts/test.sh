@@ -8,7 +8,7 @@ PIP=(.venv-test/bin/python -m pip install --quiet --disable-pip-version-check)
 # PyTorch 2.13.0 (CPU) is the test-only reference for EfficientNet-Lite and the non-default-backend smoke test.
 # Install it first and by exact version, so nothing else pulls a CUDA build.
 "${PIP[@]}" "torch==2.13.0" || echo "note: torch==2.13.0 not installable here; its reference tests will be skipped"
-"${PIP[@]}" -e ".[tf,demo,test,ray]"
+"${PIP[@]}" -e ".[tf,demo,test,ray,jax]"
 if .venv-test/bin/python -c "import torch" 2>/dev/null; then
   "${PIP[@]}" --no-deps "efficientnet-lite-pytorch==0.1.0"
 fi

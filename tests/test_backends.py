@@ -45,3 +45,32 @@ def test_other_backend_matches_tensorflow(backend, image_folder, tmp_path):
     assert other.paths == ref.paths and other.manifest["settings"]["backend"] == backend
     np.testing.assert_allclose(other.features["avg_pool"], ref.features["avg_pool"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(other.features["block2_pool"], ref.features["block2_pool"], rtol=1e-4, atol=1e-5)
+
+
+TRAIN_SCRIPT = """
+import sys, numpy as np
+import tiny_backbone; tiny_backbone.register()
+import keras
+from transferkit.train import train
+from transferkit.viz.explain import gradcam
+assert keras.backend.backend() == sys.argv[1]
+r = train(sys.argv[2], model="tiny_test", strategy=sys.argv[4], weights="none", validation_split=0.5, epochs=2,
+          finetune_epochs=1, runs_root=sys.argv[3], precision="float32", learning_rate=1e-3, optimizer="adam")
+cam, cls, p = gradcam(r.model, np.full((32, 32, 3), 100.0, "float32"))
+assert cam.shape == (8, 8) and np.isfinite(cam).all(), cam
+print("OK", r.metrics["accuracy"])
+"""
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("strategy", ["features", "finetune"])
+def test_training_and_gradcam_on_other_backends(backend, strategy, image_folder, tmp_path):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed (pip install transferkit[{backend}])")
+    import shutil
+
+    shutil.copytree(image_folder, tmp_path / "data" / "train")
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=str(HERE))
+    r = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, backend, str(tmp_path / "data"), str(tmp_path / "runs"),
+                        strategy], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]

@@ -72,14 +72,15 @@ def gradcam(model, image: np.ndarray, class_index: int | None = None) -> tuple[n
     Returns:
         (heat map (h', w') in [0, 1] at the conv maps' resolution, class index, its probability).
     """
+    import keras
     from keras import ops
 
     from .. import backend
 
     feature, head = _split_classifier(model)
     x = np.asarray(image, dtype="float32")[None]
-    maps = np.asarray(feature(x))
-    probs = np.asarray(head(maps))[0]
+    maps = keras.ops.convert_to_numpy(feature(x))
+    probs = keras.ops.convert_to_numpy(head(maps))[0]
     binary = probs.shape[-1] == 1
     p2 = np.array([1 - probs[0], probs[0]]) if binary else probs
     if class_index is None:
