@@ -217,3 +217,12 @@ def test_unfinished_output_cannot_be_loaded(image_folder, tmp_path):
     (out / "manifest.json").write_text("{not json")
     with pytest.raises(TransferkitError, match="Cannot read"):
         tk.load_features(out)
+
+
+def test_shards_are_queryable_with_duckdb(image_folder, tmp_path):
+    duckdb = pytest.importorskip("duckdb", reason="pip install duckdb (test extra)")
+    tk.extract(image_folder, tmp_path / "o", model="tiny_test", layers="avg_pool", weights="none", shard_size=5,
+               precision="float32")
+    rows = duckdb.sql(f"SELECT class_name, count(*) AS n, min(len(avg_pool)) AS d "
+                      f"FROM read_parquet('{tmp_path / 'o'}/part-*.parquet') GROUP BY class_name ORDER BY 1").fetchall()
+    assert rows == [("cats", 6, 16), ("dogs", 6, 16)]
