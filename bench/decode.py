@@ -9,7 +9,6 @@ installed, and tf.io when TensorFlow is installed; prints images/s per core and 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile

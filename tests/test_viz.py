@@ -9,7 +9,6 @@ from transferkit.errors import TransferkitError
 from transferkit.viz import api
 from transferkit.viz.explain import default_map_layers, gradcam
 
-from conftest import make_image
 
 
 def assert_png(path, min_size=(300, 200)):

@@ -327,7 +327,6 @@ def feature_cache_dir(runs_root, spec, layer: str, size: int, weights, precision
 
 def _stage_fit_head_on_features(clf, base, splits: Splits, run_dir, *, runs_root, spec, size, weights, batch_size,
                                 seed, n_classes, epochs, lr, optimizer, patience, class_weight, precision, quiet):
-    import keras
 
     from ..extract import extract
 
