@@ -261,8 +261,19 @@ def build_feature_model(spec, layers=None, *, pooling: str = "none", input_size:
     if len(set(layers)) != len(layers):
         raise TransferkitError(f"`layer` names must be distinct. Received: layers={layers}")
     need_top = any(name in spec.top_layers for name in layers)
-    model = build_model(spec, include_top=need_top, weights=weights, input_size=input_size,
-                        precision=precision, seed=seed)
+    try:
+        model = build_model(spec, include_top=need_top, weights=weights, input_size=input_size,
+                            precision=precision, seed=seed)
+    except TransferkitError as download_error:
+        if normalize_weights(weights) != "imagenet":
+            raise
+        # Weights unavailable: still tell the user about a wrong layer name first, it needs fixing anyway.
+        probe = build_model(spec, include_top=need_top, weights="none", input_size=input_size)
+        probe_names = [layer.name for layer in probe.layers]
+        for name in layers:
+            if name not in probe_names and name not in POOLED_ALIASES:
+                raise TransferkitError(_unknown_layer_message(spec, name, probe_names)) from None
+        raise download_error
     names = [layer.name for layer in model.layers]
     outputs, poolings = [], []
     for name in layers:
