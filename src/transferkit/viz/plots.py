@@ -63,7 +63,8 @@ def _normalise(a: np.ndarray) -> np.ndarray:
 
 
 def plot_filters(model, layer: str, path, n: int = 6) -> Path:
-    """A grid of a conv layer's kernels normalised to 0–1: one row per filter, one column per input channel.
+    """A grid of a conv layer's kernels normalised to 0–1: one row per filter, one column per input channel
+    (the first 16 channels).
 
     A first layer (3 input channels) is drawn as one RGB tile per filter instead.
 
@@ -108,8 +109,10 @@ def plot_filters(model, layer: str, path, n: int = 6) -> Path:
                 ax.set_yticks([])
                 if c == 0:
                     ax.set_ylabel(f"f{r}", fontsize=8)
+    shown = f"first {n} filters" if kernel.shape[2] == 3 else (
+        f"rows: first {n} filters, columns: first {min(kernel.shape[2], 16)} input channels")
     fig.suptitle(f"{model.name} {layer}: {kernel.shape[-1]} filters {kernel.shape[0]}×{kernel.shape[1]}×"
-                 f"{kernel.shape[2]} (first {n})")
+                 f"{kernel.shape[2]} ({shown})")
     fig.tight_layout()
     return _save(fig, path)
 
