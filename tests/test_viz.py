@@ -101,9 +101,10 @@ def test_gradcam_peaks_where_the_class_evidence_is(tmp_path):
     assert_png(path)
 
 
-def test_gradcam_on_a_plain_backbone(tmp_path, flat_folder):
+@pytest.mark.parametrize("model", ["tiny_test", "vgg16"])
+def test_gradcam_on_a_plain_backbone(tmp_path, flat_folder, model):
     image = sorted(flat_folder.iterdir())[0]
-    path, name, prob = api.gradcam_image("tiny_test", image, tmp_path / "cam.png", weights="none")
+    path, name, prob = api.gradcam_image(model, image, tmp_path / "cam.png", weights="none")
     assert_png(path)
 
 
