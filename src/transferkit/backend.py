@@ -10,7 +10,7 @@ import contextlib
 import importlib.util
 import os
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -202,10 +202,3 @@ def value_and_gradient(fn: Callable, x: np.ndarray) -> tuple[np.ndarray, np.ndar
         (grad,) = torch.autograd.grad(value, t)
         return value.detach().cpu().numpy(), grad.detach().cpu().numpy()
     raise RuntimeError(f"Unsupported Keras backend {backend!r}")
-
-
-def to_numpy(tensors: Sequence) -> list[np.ndarray]:
-    """Convert backend tensors to NumPy arrays."""
-    import keras
-
-    return [keras.ops.convert_to_numpy(t) for t in tensors]

@@ -38,9 +38,7 @@ def write_digits(folder: Path, *, size: int = 32, validation: float = 0.25, seed
     """Write scikit-learn's 1,797 handwritten digits as a `train/ validation/ <digit>/` PNG folder."""
     from PIL import Image
 
-    datasets = _need("sklearn.datasets", "scikit-learn")
-    digits = __import__("sklearn.datasets", fromlist=["load_digits"]).load_digits()
-    del datasets
+    digits = _need("sklearn.datasets", "scikit-learn").datasets.load_digits()
     rng = np.random.default_rng(seed)
     for label in range(10):
         idx = np.flatnonzero(digits.target == label)
@@ -64,13 +62,11 @@ def run_demo(out, *, digits_input_size: int = 96, epochs: int = 40, precision: s
        (features strategy) and writes its accuracy/loss curves.
     3. Writes a conv-filter grid and feature-map grids for one photo.
     """
-    from .backbones.build import build_feature_model, build_model
     from .backbones.imagenet import predict_imagenet
-    from .backbones.registry import get_backbone
-    from .data.decode import load_image
     from .extract import extract
     from .train import fit_head
-    from .viz import plot_feature_maps, plot_filters, plot_history
+    from .viz import api as viz
+    from .viz import plot_history
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,20 +106,11 @@ def run_demo(out, *, digits_input_size: int = 96, epochs: int = 40, precision: s
     say(f"curves -> {curves}")
 
     say("\n== 3. Pictures of the network")
-    backbone = build_model(MODEL, weights="imagenet")
-    filters = plot_filters(backbone, "stem_conv", out / "filters_stem_conv.png", n=32)
-    spec = get_backbone(MODEL)
-    layers = ["stem_activation", "block2b_add", "block4c_add", "top_activation"]
-    fm = build_feature_model(spec, layers, weights="imagenet", precision="float32")
-    image = load_image(str(photos / "chelsea.png"), fm.input_size, crop_fraction=spec.crop_fraction,
-                       resample=spec.resample)
-    acts = fm.compile()(image[None])
-    maps = plot_feature_maps({n: a[0] for n, a in zip(layers, acts)}, out / "feature_maps",
-                             image_name="(chelsea.png)")
-    from .viz.api import embedding, gradcam_image
-
-    cam, cam_class, cam_prob = gradcam_image(MODEL, photos / "chelsea.png", out / "gradcam_chelsea.png")
-    emb = embedding(out / "digit_features" / "validation", out / "digits_embedding.png")
+    filters = viz.filters(MODEL, "stem_conv", out / "filters_stem_conv.png", n=32)
+    maps = viz.feature_maps(MODEL, photos / "chelsea.png", out / "feature_maps",
+                            layers=["stem_activation", "block2b_add", "block4c_add", "top_activation"])
+    cam, cam_class, cam_prob = viz.gradcam_image(MODEL, photos / "chelsea.png", out / "gradcam_chelsea.png")
+    emb = viz.embedding(out / "digit_features" / "validation", out / "digits_embedding.png")
     say(f"filters -> {filters}")
     say(f"feature maps -> {', '.join(str(p) for p in maps)}")
     say(f"Grad-CAM ({cam_class.split(',')[0]}, {cam_prob:.0%}) -> {cam}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -60,11 +61,18 @@ def weights_identity(weights) -> dict:
         return {"kind": "none"}
     if w == "imagenet":
         return {"kind": "imagenet"}
+    st = os.stat(w)
+    return {"kind": "file", "path": w, "sha256": _sha256(w, st.st_size, st.st_mtime_ns)}
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file; cached per (path, size, mtime) because weights files are large and asked for often."""
     digest = hashlib.sha256()
-    with open(w, "rb") as f:
+    with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return {"kind": "file", "path": w, "sha256": digest.hexdigest()}
+    return digest.hexdigest()
 
 
 def keras_cache_dir() -> Path:
@@ -197,7 +205,6 @@ class FeatureModel:
 
     def compile(self):
         """Compile preprocessing → backbone → pooling into one NumPy-in, NumPy-out function of uint8 images."""
-        import keras
         from keras import ops
 
         prep = PREPROCESSING[self.spec.preprocessing]
@@ -225,7 +232,6 @@ class FeatureModel:
                 result.append(out)
             return result
 
-        del keras
         return backend.compile_inference(self.model, forward)
 
 

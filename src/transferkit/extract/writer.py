@@ -111,7 +111,7 @@ def write_npy(out: Path, shards: list[Path], layers: dict[str, dict], n_rows: in
     written = []
     mmaps = {}
     for name, info in layers.items():
-        fname = "features.npy" if len(layers) == 1 else f"features-{_safe(name)}.npy"
+        fname = "features.npy" if len(layers) == 1 else f"features-{safe_name(name)}.npy"
         mmaps[name] = np.lib.format.open_memmap(out / f".{fname}.tmp", mode="w+", dtype=np.float32,
                                                 shape=(n_rows, *info["shape"]))
         written.append(fname)
@@ -138,6 +138,6 @@ def write_npy(out: Path, shards: list[Path], layers: dict[str, dict], n_rows: in
     return written + ["labels.npy", "paths.txt"]
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     """A layer name made safe as a file name part (never a path)."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "layer"

@@ -246,8 +246,8 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
             history, stages, timings, f"finetune: unfrozen {unfrozen[0]}..{unfrozen[-1]} ({len(unfrozen)} layers)")
     export_model(clf, base, spec, size).save(run_dir / "model.keras")
     clf = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
-    metrics = evaluate_model(clf, splits.validation, splits.class_names, spec=spec, size=size, out_dir=run_dir,
-                             batch_size=batch_size)
+    metrics = evaluate_model(clf, splits.validation, splits.class_names, size=size, crop_fraction=spec.crop_fraction,
+                             resample=spec.resample, out_dir=run_dir, batch_size=batch_size)
     metrics["stages"] = stages
     metrics["timings"] = timings
     metrics["images_per_second"] = {
@@ -341,15 +341,15 @@ def _stage_fit_head_on_features(clf, base, splits: Splits, run_dir, *, runs_root
     head = clf.get_layer("head")
     compile_classifier(head, n_classes, learning_rate=lr, optimizer=optimizer)
     tr, va = feats["train"], feats["validation"]
-    ytr = _align_labels(tr, splits.train, splits.class_names)
-    yva = _align_labels(va, splits.validation, splits.class_names)
+    ytr = _align_labels(tr, splits.class_names)
+    yva = _align_labels(va, splits.class_names)
     cast = "float32" if n_classes == 2 else "int32"
     return _fit(head, tr.matrix, run_dir, stage="stage1", patience=patience, y=ytr.astype(cast),
                 validation_data=(va.matrix, yva.astype(cast)), epochs=epochs, batch_size=batch_size,
                 class_weight=class_weight, verbose=0 if quiet else 2)
 
 
-def _align_labels(fs, index, class_names) -> np.ndarray:
+def _align_labels(fs, class_names) -> np.ndarray:
     """Labels of the extracted rows in the training class order (extraction skips unreadable files)."""
     position = {c: i for i, c in enumerate(class_names)}
     return np.array([position[p.split("/", 1)[0]] for p in fs.paths], dtype=np.int32)
@@ -376,13 +376,12 @@ def predict_index(model, index, *, size: int, batch_size: int = 32, crop_fractio
     return np.concatenate(positions), np.concatenate(probs), skipped
 
 
-def evaluate_model(model, index, class_names, *, spec=None, size=None, out_dir=None, batch_size=32) -> dict:
+def evaluate_model(model, index, class_names, *, size=None, crop_fraction=None, resample="bilinear", out_dir=None,
+                   batch_size=32) -> dict:
     """Metrics of `model` on a labelled index; with `out_dir`, also confusion.png and top_losses.png."""
     size = size or int(model.inputs[0].shape[1])
-    crop = spec.crop_fraction if spec else None
-    resample = spec.resample if spec else "bilinear"
-    positions, probs, skipped = predict_index(model, index, size=size, batch_size=batch_size, crop_fraction=crop,
-                                              resample=resample)
+    positions, probs, skipped = predict_index(model, index, size=size, batch_size=batch_size,
+                                              crop_fraction=crop_fraction, resample=resample)
     labels = index.labels[positions]
     metrics = classification_metrics(probs, labels, class_names)
     metrics["skipped"] = skipped

@@ -88,13 +88,9 @@ def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32, unsafe: 
     index = index_images(data, class_names=info["class_names"])
     if index.labels is None:
         raise TransferkitError(f"{str(data)!r} has no class sub-folders to evaluate against.")
-
-    class _Spec:  # the decode settings the model was trained with
-        crop_fraction = info["crop_fraction"]
-        resample = info["resample"]
-
-    metrics = evaluate_model(model, index, info["class_names"], spec=_Spec, size=info["input_size"],
-                             out_dir=out_dir, batch_size=batch_size)
+    metrics = evaluate_model(model, index, info["class_names"], size=info["input_size"],
+                             crop_fraction=info["crop_fraction"], resample=info["resample"], out_dir=out_dir,
+                             batch_size=batch_size)
     if out_dir is not None:
         (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics

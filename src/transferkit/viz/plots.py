@@ -125,7 +125,7 @@ def plot_feature_maps(maps: dict[str, np.ndarray], out_dir, *, channels: int = 6
         out_dir: folder for `<layer>.png` files.
         channels: channels to show (an 8 × 8 grid for 64).
     """
-    from ..extract.writer import _safe
+    from ..extract.writer import safe_name
 
     plt = _plt()
     written = []
@@ -143,5 +143,5 @@ def plot_feature_maps(maps: dict[str, np.ndarray], out_dir, *, channels: int = 6
                 ax.imshow(act[..., i], cmap="viridis", interpolation="nearest")
         fig.suptitle(f"{name} {tuple(act.shape)} {image_name}".strip())
         fig.tight_layout()
-        written.append(_save(fig, Path(out_dir) / f"{_safe(name)}.png"))
+        written.append(_save(fig, Path(out_dir) / f"{safe_name(name)}.png"))
     return written
