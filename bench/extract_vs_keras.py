@@ -3,9 +3,9 @@
 Generates a folder of real-size JPEGs (500 × 375), then times end to end (model build included), features in hand:
   baseline   keras.utils.image_dataset_from_directory → preprocess_input → model.predict (VGG16 to fc2)
   transferkit extract(..., precision="float32")  and  precision="auto" (bfloat16 where it pays)
-and prints images/s and the ratios. Usage:
+in interleaved rounds, and prints the median images/s and the ratios. Usage:
 
-    python bench/extract_vs_keras.py [--images 128] [--model vgg16] [--layer fc2]
+    python bench/extract_vs_keras.py [--images 128] [--model vgg16] [--layer fc2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--model", default="vgg16", choices=["vgg16", "resnet50"])
     ap.add_argument("--layer", default=None)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
     args = ap.parse_args()
     layer = args.layer or {"vgg16": "fc2", "resnet50": "avg_pool"}[args.model]
     import keras
@@ -90,18 +91,29 @@ def main():
     run_transferkit(warm, args.model, layer, args.batch_size, "float32")
     shutil.rmtree(warm)
 
-    t_base, f_base = baseline(folder, args.model, layer, args.batch_size)
-    t_fp32, fs32 = run_transferkit(folder, args.model, layer, args.batch_size, "float32")
-    t_auto, fsauto = run_transferkit(folder, args.model, layer, args.batch_size, "auto")
     n = args.images
-    rows = [("baseline: image_dataset_from_directory + model.predict", t_base),
-            ("transferkit extract --precision float32", t_fp32),
-            (f"transferkit extract --precision auto ({fsauto.manifest['settings']['precision']})", t_auto)]
-    print(f"{'path':<62}{'seconds':>9}{'img/s':>9}{'vs baseline':>13}")
-    for name, t in rows:
-        print(f"{name:<62}{t:>9.2f}{n / t:>9.1f}{t_base / t:>12.2f}x")
+    paths = [("baseline: image_dataset_from_directory + model.predict", lambda: baseline(folder, args.model, layer,
+                                                                                         args.batch_size)),
+             ("transferkit extract --precision float32", lambda: run_transferkit(folder, args.model, layer,
+                                                                                 args.batch_size, "float32")),
+             ("transferkit extract --precision auto", lambda: run_transferkit(folder, args.model, layer,
+                                                                              args.batch_size, "auto"))]
+    # interleaved rounds: a slow spell of the machine hits every path alike; the median per path is reported
+    times: list[list[float]] = [[] for _ in paths]
+    last = [None] * len(paths)
+    for _ in range(args.repeats):
+        for i, (_, run) in enumerate(paths):
+            elapsed, last[i] = run()
+            times[i].append(elapsed)
+    t_base = float(np.median(times[0]))
+    print(f"{'path':<58}{'median s':>9}{'img/s':>8}{'vs baseline':>13}   rounds (s)")
+    for (label, _), ts in zip(paths, times):
+        t = float(np.median(ts))
+        print(f"{label:<58}{t:>9.2f}{n / t:>8.1f}{t_base / t:>12.2f}x   " + " ".join(f"{x:.2f}" for x in ts))
+    _, fs32, fsauto = last
     rel = np.linalg.norm(fsauto.matrix - fs32.matrix) / np.linalg.norm(fs32.matrix)
-    print(f"relative difference of features, auto vs float32: {rel:.4f}")
+    print(f"auto resolved to {fsauto.manifest['settings']['precision']}; "
+          f"relative difference of features, auto vs float32: {rel:.4f}")
     shutil.rmtree(folder)
 
 

@@ -35,6 +35,27 @@ def make_image(path: Path, rng, size=(48, 40), kind="noise", cls=0):
     return path
 
 
+def randomize_batchnorm(model, seed: int = 0) -> int:
+    """Give every BatchNormalization layer random statistics (weights=None leaves them at 0/1); returns the count."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            count += randomize_batchnorm(layer, seed + count + 1)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.2, c).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.3, 3, c).astype("float32"))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype("float32"))
+            if layer.center:
+                layer.beta.assign(rng.normal(0, 0.2, c).astype("float32"))
+            count += 1
+    return count
+
+
 @pytest.fixture
 def image_folder(tmp_path):
     """A labelled folder: 2 classes × 6 JPEG/PNG images of different sizes."""

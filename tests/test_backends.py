@@ -10,7 +10,7 @@ import pytest
 
 import transferkit as tk
 
-from conftest import HERE
+from conftest import HERE, randomize_batchnorm
 
 SCRIPT = """
 import sys, numpy as np
@@ -20,6 +20,15 @@ assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
 fs = tk.extract(sys.argv[2], sys.argv[3], model="tiny_test", layers=["block2_pool", "avg_pool"], weights=sys.argv[4],
                 precision="float32", batch_size=5)
 np.save(sys.argv[3] + "/avg.npy", fs.features["avg_pool"])
+# BatchNorm folding on this backend: same outputs as the unfolded model
+from transferkit.backbones.fold import fold_batchnorm
+model = tk.get_backbone("tiny_test").builder(include_top=False, input_shape=(32, 32, 3), weights=sys.argv[4])
+folded = fold_batchnorm(model)
+assert folded is not model
+x = np.random.default_rng(1).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
+a = keras.ops.convert_to_numpy(model(x, training=False))
+b = keras.ops.convert_to_numpy(folded(x, training=False))
+np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 """
 
 
@@ -32,6 +41,7 @@ def test_other_backend_matches_tensorflow(backend, image_folder, tmp_path):
     if keras.backend.backend() != "tensorflow":
         pytest.skip("reference run needs the TensorFlow backend")
     model = tk.get_backbone("tiny_test").builder(include_top=False, input_shape=(32, 32, 3))
+    randomize_batchnorm(model)  # non-trivial statistics, so folding BN into the conv is really exercised
     wfile = tmp_path / "tiny.weights.h5"
     model.save_weights(wfile)
     ref = tk.extract(image_folder, tmp_path / "tf", model="tiny_test", layers=["block2_pool", "avg_pool"],

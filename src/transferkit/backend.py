@@ -136,19 +136,25 @@ def resolve_precision(precision: str) -> str:
     return "float32"
 
 
-def compile_inference(model, fn: Callable) -> Callable[[np.ndarray], list[np.ndarray]]:
+def compile_inference(model, fn: Callable, input_shape: tuple[int, ...] | None = None
+                      ) -> Callable[[np.ndarray], list[np.ndarray]]:
     """Compile `fn(model_call, x) -> list of tensors` into a NumPy-in, NumPy-out inference function.
 
     `fn` receives a `model_call(x)` that runs `model` in inference mode, so it can
     wrap pre- and post-processing (written with `keras.ops`) around the model.
     TensorFlow uses `tf.function`, JAX `jax.jit` over `stateless_call`, PyTorch
     eager mode under `no_grad` (its compiler costs more than it saves here).
+    With `input_shape` (a uint8 batch shape) the function is traced/compiled for
+    that shape now, without running it: a warm-up batch would cost a whole
+    batch of compute (2 s for VGG16 on a 2-core CPU), tracing alone ~0.3 s.
     """
     backend = name()
     if backend == "tensorflow":
         import tensorflow as tf
 
         compiled = tf.function(lambda x: fn(lambda t: model(t, training=False), x), reduce_retracing=True)
+        if input_shape is not None:
+            compiled.get_concrete_function(tf.TensorSpec(input_shape, tf.uint8))
         return lambda x: [np.asarray(t) for t in compiled(tf.convert_to_tensor(x))]
     if backend == "jax":
         import jax
@@ -162,7 +168,15 @@ def compile_inference(model, fn: Callable) -> Callable[[np.ndarray], list[np.nda
         jitted = jax.jit(pure)
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
-        return lambda x: [np.asarray(t) for t in jitted(trainable, non_trainable, x)]
+        ahead = None
+        if input_shape is not None:
+            ahead = jitted.lower(trainable, non_trainable, jax.ShapeDtypeStruct(input_shape, np.uint8)).compile()
+
+        def run_jax(x):
+            use = ahead if ahead is not None and x.shape == tuple(input_shape) and x.dtype == np.uint8 else jitted
+            return [np.asarray(t) for t in use(trainable, non_trainable, x)]
+
+        return run_jax
     if backend == "torch":
         import keras
         import torch

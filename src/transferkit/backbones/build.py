@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import backend
 from ..errors import TransferkitError, close_matches
+from .fold import fold_batchnorm
 from .registry import POOLED_ALIASES, PREPROCESSING, BackboneSpec, get_backbone
 
 POOLINGS = ("none", "avg", "max", "flatten")
@@ -202,9 +203,15 @@ class FeatureModel:
     shapes: list[tuple[int, ...]]  # per layer, after pooling, without the batch axis
     input_size: int
     precision: str
+    fold_batchnorm: bool = True  # compile() folds BN into convs: same outputs up to rounding, faster
 
-    def compile(self):
-        """Compile preprocessing → backbone → pooling into one NumPy-in, NumPy-out function of uint8 images."""
+    def compile(self, batch_size: int | None = None):
+        """Compile preprocessing → backbone → pooling into one NumPy-in, NumPy-out function of uint8 images.
+
+        With `batch_size`, the function is traced for (batch_size, size, size, 3) batches right away.
+        BatchNormalization layers are folded into the convolutions before them (`fold.fold_batchnorm`)
+        unless `fold_batchnorm` is False.
+        """
         from keras import ops
 
         prep = PREPROCESSING[self.spec.preprocessing]
@@ -232,7 +239,9 @@ class FeatureModel:
                 result.append(out)
             return result
 
-        return backend.compile_inference(self.model, forward)
+        shape = None if batch_size is None else (batch_size, self.input_size, self.input_size, 3)
+        model = fold_batchnorm(self.model) if self.fold_batchnorm else self.model
+        return backend.compile_inference(model, forward, shape)
 
 
 def build_feature_model(spec, layers=None, *, pooling: str = "none", input_size: int | None = None,

@@ -22,10 +22,9 @@ class Extractor:
     def __init__(self, feature_model: FeatureModel, batch_size: int = 32, warm_up: bool = True):
         self.feature_model = feature_model
         self.batch_size = batch_size
-        self._fn = feature_model.compile()
-        if warm_up:  # trace/compile now, so the first real batch does not pay for it
-            size = feature_model.input_size
-            self._fn(np.zeros((batch_size, size, size, 3), dtype=np.uint8))
+        # trace/compile for the padded batch shape now (without computing a batch),
+        # so the first real batch does not pay for it
+        self._fn = feature_model.compile(batch_size if warm_up else None)
 
     @property
     def layers(self) -> list[str]:
