@@ -20,10 +20,10 @@ assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
 fs = tk.extract(sys.argv[2], sys.argv[3], model="tiny_test", layers=["block2_pool", "avg_pool"], weights=sys.argv[4],
                 precision="float32", batch_size=5)
 np.save(sys.argv[3] + "/avg.npy", fs.features["avg_pool"])
-# BatchNorm folding on this backend: same outputs as the unfolded model
-from transferkit.backbones.fold import fold_batchnorm
+# BatchNorm folding (optimize_for_inference) on this backend: same outputs as the unfolded model
+from transferkit.backbones.optimize import optimize_for_inference
 model = tk.get_backbone("tiny_test").builder(include_top=False, input_shape=(32, 32, 3), weights=sys.argv[4])
-folded = fold_batchnorm(model)
+folded = optimize_for_inference(model)
 assert folded is not model
 x = np.random.default_rng(1).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
 a = keras.ops.convert_to_numpy(model(x, training=False))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import backend
 from ..errors import TransferkitError, close_matches
-from .fold import fold_batchnorm
+from .optimize import optimize_for_inference
 from .registry import POOLED_ALIASES, PREPROCESSING, BackboneSpec, get_backbone
 
 POOLINGS = ("none", "avg", "max", "flatten")
@@ -203,14 +203,14 @@ class FeatureModel:
     shapes: list[tuple[int, ...]]  # per layer, after pooling, without the batch axis
     input_size: int
     precision: str
-    fold_batchnorm: bool = True  # compile() folds BN into convs: same outputs up to rounding, faster
+    optimize: bool = True  # compile() rewrites the graph for inference: same outputs up to rounding, faster
 
     def compile(self, batch_size: int | None = None):
         """Compile preprocessing → backbone → pooling into one NumPy-in, NumPy-out function of uint8 images.
 
         With `batch_size`, the function is traced for (batch_size, size, size, 3) batches right away.
-        BatchNormalization layers are folded into the convolutions before them (`fold.fold_batchnorm`)
-        unless `fold_batchnorm` is False.
+        Unless `optimize` is False, the model is first rewritten by `optimize.optimize_for_inference`
+        (BatchNorm folded into convolutions, channel-wise grouped convolutions run as depthwise ones).
         """
         from keras import ops
 
@@ -240,7 +240,7 @@ class FeatureModel:
             return result
 
         shape = None if batch_size is None else (batch_size, self.input_size, self.input_size, 3)
-        model = fold_batchnorm(self.model) if self.fold_batchnorm else self.model
+        model = optimize_for_inference(self.model) if self.optimize else self.model
         return backend.compile_inference(model, forward, shape)
 
 

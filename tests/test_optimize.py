@@ -1,10 +1,10 @@
-"""Folding BatchNormalization into convolutions: same outputs as the unfolded model, only where it is exact."""
+"""Inference rewrites (BatchNorm folding, grouped → depthwise convs): same outputs as the original, only where exact."""
 
 import numpy as np
 import pytest
 
 from transferkit.backbones.build import build_feature_model
-from transferkit.backbones.fold import fold_batchnorm, foldable_pairs
+from transferkit.backbones.optimize import channelwise_grouped, foldable_pairs, optimize_for_inference
 
 from conftest import randomize_batchnorm
 
@@ -38,7 +38,7 @@ def test_folded_backbone_matches_unfolded(name, layer, size, n_folded, n_bn):
 
     assert len(pairs) == n_folded
     assert sum(isinstance(lyr, keras.layers.BatchNormalization) for lyr in fm.model.layers) == n_bn
-    folded = fold_batchnorm(fm.model)
+    folded = optimize_for_inference(fm.model)
     assert not any(isinstance(lyr, keras.layers.BatchNormalization) for lyr in folded.layers
                    if lyr.name in pairs.values())
     x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype("float32")
@@ -53,7 +53,7 @@ def test_requested_conv_output_is_not_folded():
     pairs = foldable_pairs(fm.model)
     assert "conv1_conv" not in pairs and "conv2_block1_1_conv" in pairs
     x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
-    assert_same(fm.model, fold_batchnorm(fm.model), x)
+    assert_same(fm.model, optimize_for_inference(fm.model), x)
 
 
 def test_compiled_features_folded_or_not_agree():
@@ -61,7 +61,7 @@ def test_compiled_features_folded_or_not_agree():
     randomize_batchnorm(fm.model)
     x = np.random.default_rng(2).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     folded = fm.compile(4)(x)
-    fm.fold_batchnorm = False
+    fm.optimize = False
     plain = fm.compile()(x)
     for a, b in zip(plain, folded):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
@@ -107,7 +107,7 @@ def small_model(kind):
 def test_fold_only_where_exact(kind, folds):
     model = small_model(kind)
     randomize_batchnorm(model, seed=3)
-    folded = fold_batchnorm(model)
+    folded = optimize_for_inference(model)
     assert (len(foldable_pairs(model)) == 1) is folds
     assert (folded is not model) is folds
     x = np.random.default_rng(4).uniform(-2, 2, (3, 12, 12, 4)).astype("float32")
@@ -116,4 +116,35 @@ def test_fold_only_where_exact(kind, folds):
 
 def test_no_batchnorm_returns_the_model_itself():
     fm = build_feature_model("vgg16", ["block1_pool"], input_size=32, weights="none")
-    assert fold_batchnorm(fm.model) is fm.model
+    assert optimize_for_inference(fm.model) is fm.model
+
+
+def test_convnext_grouped_convs_run_as_depthwise():
+    import keras
+
+    fm = build_feature_model("convnext_tiny", None, input_size=64, weights="none")
+    grouped = channelwise_grouped(fm.model)
+    assert len(grouped) == 18  # one 7 × 7 channel-wise conv per ConvNeXt block (3 + 3 + 9 + 3)
+    for name in grouped[:3]:  # give the kernels structure per output channel, as trained ones have
+        conv = fm.model.get_layer(name)
+        conv.kernel.assign(np.random.default_rng(5).normal(0, 0.1, conv.kernel.shape).astype("float32"))
+        conv.bias.assign(np.linspace(-1, 1, conv.filters).astype("float32"))
+    fast = optimize_for_inference(fm.model)
+    assert all(isinstance(fast.get_layer(n), keras.layers.DepthwiseConv2D) for n in grouped)
+    x = np.random.default_rng(6).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    assert_same(fm.model, fast, x)
+
+
+def test_grouped_conv_with_multiplier_and_bn():
+    import keras
+    from keras import layers
+
+    inp = keras.Input((10, 10, 4))
+    x = layers.Conv2D(8, 3, groups=4, padding="same", use_bias=False, strides=2)(inp)  # 2 outputs per channel
+    out = layers.BatchNormalization()(x)
+    model = keras.Model(inp, out)
+    randomize_batchnorm(model, seed=7)
+    fast = optimize_for_inference(model)
+    assert isinstance(fast.layers[1], keras.layers.DepthwiseConv2D) and len(fast.layers[1].weights) == 2
+    x = np.random.default_rng(8).uniform(-1, 1, (2, 10, 10, 4)).astype("float32")
+    assert_same(model, fast, x)
