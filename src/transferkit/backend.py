@@ -121,15 +121,16 @@ def _gpu_compute_capability() -> tuple[int, int]:
     return (0, 0)
 
 
-def resolve_precision(precision: str) -> str:
+def resolve_precision(precision: str, cpu_bfloat16: bool = True) -> str:
     """Map "auto" to the fastest accurate-enough compute type of this machine.
 
-    bfloat16 on bf16-capable GPUs (compute capability ≥ 8.0) and AMX / AVX512-BF16 CPUs; float16 on GPUs with
-    fp16 tensor cores only (7.x); float32 elsewhere. Other values pass through.
+    bfloat16 on bf16-capable GPUs (compute capability ≥ 8.0) and AMX / AVX512-BF16 CPUs (unless
+    `cpu_bfloat16` is False: the model was measured no faster in bfloat16 on such CPUs); float16 on
+    GPUs with fp16 tensor cores only (7.x); float32 elsewhere. Other values pass through.
     """
     if precision != "auto":
         return precision
-    if bfloat16_is_fast():
+    if bfloat16_is_fast() and (cpu_bfloat16 or accelerator() == "gpu"):
         return "bfloat16"
     if accelerator() == "gpu" and _gpu_compute_capability() >= (7, 0):
         return "float16"

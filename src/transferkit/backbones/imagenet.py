@@ -67,7 +67,7 @@ def predict_imagenet(images, *, model: str = "efficientnet_lite0", top: int = 5,
         raise TransferkitError(f"`top` must be an integer from 1 to 1000. Received: top={top!r}")
     index = index_images(images, labels="none")
     fm = build_feature_model(spec, [spec.top_layers[-1]], input_size=input_size, weights=weights,
-                             precision=backend.resolve_precision(precision))
+                             precision=backend.resolve_precision(precision, spec.cpu_bfloat16))
     if fm.shapes[0] != (1000,):
         raise TransferkitError(f"{spec.name}'s classifier has {fm.shapes[0]} outputs, not the 1000 ImageNet classes.")
     extractor = Extractor(fm, batch_size=batch_size)

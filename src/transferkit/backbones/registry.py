@@ -48,6 +48,8 @@ class BackboneSpec:
         resample: PIL resampling filter name used for resizing.
         min_input_size: the smallest input size the architecture accepts.
         imagenet_weights: where ImageNet weights come from ("keras" download, or "package").
+        cpu_bfloat16: False where bfloat16 was measured no faster than float32 on a bf16 CPU
+            (< 1.1×, `bench/precision_speed.py`); `precision="auto"` then keeps float32 on CPUs.
         family, keras_name, description: for listings.
     """
 
@@ -63,6 +65,7 @@ class BackboneSpec:
     resample: str = "bilinear"
     min_input_size: int = 32
     imagenet_weights: str = "keras"
+    cpu_bfloat16: bool = True
     family: str = ""
     keras_name: str = ""
     description: str = ""

@@ -123,7 +123,7 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
     normalize_weights(weights)
     out = Path(os.path.expanduser(str(out)))
     index = index_images(images, labels=labels)
-    used_precision = backend.resolve_precision(precision)
+    used_precision = backend.resolve_precision(precision, spec.cpu_bfloat16)
     settings = {
         "model": spec.name, "layers": layer_list, "pooling": pooling, "input_size": size,
         "weights": weights_identity(weights), "preprocessing": spec.preprocessing,

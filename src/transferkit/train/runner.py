@@ -182,7 +182,7 @@ def train(data, *, model: str = "vgg16", strategy: str = "features", run_dir=Non
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise TransferkitError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
     size = input_size or spec.input_size
-    used_precision = backend.resolve_precision(precision)
+    used_precision = backend.resolve_precision(precision, spec.cpu_bfloat16)
     splits = find_splits(data, validation_split=validation_split, seed=seed)
     if init_from is not None:
         _check_init_run(init_from, strategy, spec.name, size, splits.class_names)
