@@ -2,9 +2,9 @@
 
     python bench/peak.py [--models vgg16:fc2 resnet50:avg_pool] [--batch-size 32]
 
-Measures the machine's dense peak as the best of a large matrix product and a VGG-sized 3 × 3 convolution (compiled
-through the current Keras backend, float32 and bfloat16), counts each backbone's multiply-adds from its Conv2D/Dense layers,
-and prints model-only images/s (see throughput.py), the GFLOP/s that makes, and its share of the measured peak.
+Measures the machine's dense peak as the best of a large matrix product and a VGG-sized 3 × 3 convolution
+(compiled through the current Keras backend, float32 and bfloat16), counts each backbone's multiply-adds from its
+Conv2D/Dense layers, and prints model-only images/s (see throughput.py), the GFLOP/s that makes, and its share of the measured peak.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-DEFAULT = ["vgg16", "resnet50", "resnet50_v2", "inception_v3", "xception", "densenet121", "mobilenet_v2",
-           "mobilenet_v3_small", "efficientnet_b0", "efficientnet_v2_b0", "efficientnet_lite0", "convnext_tiny",
-           "nasnet_mobile"]
+DEFAULT = ["vgg16", "resnet50", "resnet50_v2", "inception_v3", "xception", "densenet121", "mobilenet",
+           "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_v2_b0",
+           "efficientnet_lite0", "convnext_tiny", "nasnet_mobile"]
 
 
 def main():

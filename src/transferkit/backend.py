@@ -42,7 +42,7 @@ def name() -> str:
 
 @contextlib.contextmanager
 def dtype_policy(precision: str):
-    """Build layers under a mixed policy for "bfloat16" / "float16" (float32 weights), restoring the old policy after."""
+    """Build layers under a mixed policy for "bfloat16" / "float16" (float32 weights); the old policy is restored."""
     import keras
 
     old = keras.config.dtype_policy()

@@ -33,5 +33,6 @@ def run(args) -> int:
         print(f"{name:<{w_name}}{kind:<{w_type}}{str(shape):<24}{params:>14,}{marks}")
     print(f"Total params: {totals['total']:,}")
     print(f"Convolutional base params: {totals['base']:,}")
-    print(f"Default feature layer: {spec.default_layer}; * marks block outputs; avg_pool/max_pool pool the base output.")
+    print(f"Default feature layer: {spec.default_layer}; * marks block outputs; "
+          "avg_pool/max_pool pool the base output.")
     return 0

@@ -107,7 +107,8 @@ def index_images(source, *, labels: str = "inferred", class_names=None,
     if root.is_file():
         return _index_files([root])
     if not root.exists():
-        raise TransferkitError(f"The image folder {str(root)!r} does not exist. Pass a folder of images or class sub-folders.")
+        raise TransferkitError(f"The image folder {str(root)!r} does not exist. "
+                               "Pass a folder of images or class sub-folders.")
     if not root.is_dir():
         raise TransferkitError(f"{str(root)!r} is neither a folder nor an image file.")
     if not os.access(root, os.R_OK | os.X_OK):

@@ -117,7 +117,8 @@ def history(run_dir, out=None) -> Path:
     run_dir = Path(run_dir)
     csv_file = run_dir / "history.csv"
     if not csv_file.is_file():
-        raise TransferkitError(f"{str(run_dir)!r} has no history.csv: pass a run folder written by `transferkit train`.")
+        raise TransferkitError(f"{str(run_dir)!r} has no history.csv: "
+                               "pass a run folder written by `transferkit train`.")
     return plot_history(read_history_csv(csv_file), out or run_dir / "curves.png", title=run_dir.name)
 
 
