@@ -148,3 +148,21 @@ def test_grouped_conv_with_multiplier_and_bn():
     assert isinstance(fast.layers[1], keras.layers.DepthwiseConv2D) and len(fast.layers[1].weights) == 2
     x = np.random.default_rng(8).uniform(-1, 1, (2, 10, 10, 4)).astype("float32")
     assert_same(model, fast, x)
+
+
+def test_unreadable_graph_runs_unchanged_with_a_warning():
+    import keras
+
+    class Scale(keras.layers.Layer):  # an array in __init__ and no get_config(): the graph cannot be cloned
+        def __init__(self, factor, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = np.asarray(factor, "float32")
+
+        def call(self, x):
+            return x * self.factor
+
+    inp = keras.Input((8, 8, 3))
+    out = Scale(np.full(4, 2.0))(keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(inp)))
+    model = keras.Model(inp, out, name="custom")
+    with pytest.warns(UserWarning, match="inference rewrites skipped for model 'custom'.*get_config"):
+        assert optimize_for_inference(model) is model
