@@ -4,7 +4,8 @@
 
 Measures the machine's dense peak as the best of a large matrix product and a VGG-sized 3 × 3 convolution
 (compiled through the current Keras backend, float32 and bfloat16), counts each backbone's multiply-adds from its
-Conv2D/Dense layers, and prints model-only images/s (see throughput.py), the GFLOP/s that makes, and its share of the measured peak.
+Conv2D/Dense layers, and prints model-only images/s (see throughput.py), the GFLOP/s that makes, and its share
+of the measured peak.
 """
 
 from __future__ import annotations

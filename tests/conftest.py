@@ -35,6 +35,16 @@ def make_image(path: Path, rng, size=(48, 40), kind="noise", cls=0):
     return path
 
 
+def make_split_folder(root: Path, counts: dict[str, int], classes: list[str], size=(32, 32), seed: int = 0) -> Path:
+    """`root/<split>/<class>/NNN.png` with `counts[split]` learnable pattern images per class."""
+    rng = np.random.default_rng(seed)
+    for split, n in counts.items():
+        for c, cls in enumerate(classes):
+            for i in range(n):
+                make_image(root / split / cls / f"{i:03d}.png", rng, size=size, kind="pattern", cls=c)
+    return root
+
+
 def randomize_batchnorm(model, seed: int = 0) -> int:
     """Give every BatchNormalization layer random statistics (weights=None leaves them at 0/1); returns the count."""
     import keras

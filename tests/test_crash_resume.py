@@ -15,7 +15,7 @@ import pytest
 import transferkit as tk
 from transferkit.extract.writer import read_shard_meta
 
-from conftest import HERE, make_image, run_cli
+from conftest import HERE, make_image, make_split_folder, run_cli
 
 ENV = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
@@ -72,12 +72,7 @@ def test_extract_killed_at_ten_random_points(tmp_path):
 
 
 def test_train_interrupted_between_epochs_resumes(tmp_path):
-    rng = np.random.default_rng(0)
-    data = tmp_path / "data"
-    for split, n in (("train", 40), ("validation", 10)):
-        for c, cls in enumerate(["a", "b"]):
-            for i in range(n):
-                make_image(data / split / cls / f"{i}.png", rng, size=(32, 32), kind="pattern", cls=c)
+    data = make_split_folder(tmp_path / "data", {"train": 40, "validation": 10}, ["a", "b"])
     args = ["train", data, "--model", "tiny_test", "--weights", "none", "--strategy", "frozen", "--epochs", "8",
             "--batch-size", "4", "--learning-rate", "1e-3", "--optimizer", "adam", "--precision", "float32",
             "--runs", tmp_path / "runs", "--name", "r", "-q"]

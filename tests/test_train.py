@@ -13,7 +13,7 @@ from transferkit.errors import TransferkitError
 from transferkit.train import evaluate, predict, train
 from transferkit.train.model import build_classifier
 
-from conftest import make_image
+from conftest import make_split_folder
 
 FAST = dict(weights="none", learning_rate=1e-3, optimizer="adam", precision="float32", batch_size=10)
 
@@ -21,13 +21,7 @@ FAST = dict(weights="none", learning_rate=1e-3, optimizer="adam", precision="flo
 @pytest.fixture
 def train_folder(tmp_path):
     """Two classes of striped vs checked images: easy, but not learnable from colour alone."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "data"
-    for split, n in (("train", 24), ("validation", 10)):
-        for c, cls in enumerate(["checks", "stripes"]):
-            for i in range(n):
-                make_image(root / split / cls / f"{i:03d}.png", rng, size=(40, 40), kind="pattern", cls=c)
-    return root
+    return make_split_folder(tmp_path / "data", {"train": 24, "validation": 10}, ["checks", "stripes"], size=(40, 40))
 
 
 def weights_of(layer):

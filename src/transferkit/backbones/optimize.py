@@ -3,6 +3,7 @@ convolution before it, channel-wise grouped convolutions (ConvNeXt) run as depth
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -67,25 +68,19 @@ def channelwise_grouped(model) -> list[str]:
             and layer.data_format == "channels_last"]
 
 
-class _Passthrough:
-    """Factory for the layer that replaces a folded BatchNormalization (returns its input)."""
+@functools.cache
+def _folded_batchnorm_class():
+    """The layer that stands where a folded BatchNormalization was: it returns its input (Keras imported lazily)."""
+    import keras
 
-    _cls = None
+    class FoldedBatchNorm(keras.layers.Layer):
+        def call(self, inputs, training=None, mask=None):
+            return inputs
 
-    @classmethod
-    def make(cls, name: str, dtype):
-        if cls._cls is None:
-            import keras
+        def compute_output_shape(self, input_shape):
+            return input_shape
 
-            class FoldedBatchNorm(keras.layers.Layer):
-                def call(self, inputs, training=None, mask=None):
-                    return inputs
-
-                def compute_output_shape(self, input_shape):
-                    return input_shape
-
-            cls._cls = FoldedBatchNorm
-        return cls._cls(name=name, dtype=dtype)
+    return FoldedBatchNorm
 
 
 def _values(variable) -> np.ndarray:
@@ -174,7 +169,7 @@ def _rewrite(model, pairs: dict[str, str], grouped: set[str]):
                 rewritten[layer.name] = type(layer).from_config(dict(layer.get_config(), use_bias=use_bias))
             return rewritten[layer.name]
         if layer.name in folded_bns:
-            return _Passthrough.make(layer.name, layer.dtype_policy)
+            return _folded_batchnorm_class()(name=layer.name, dtype=layer.dtype_policy)
         return layer  # shared: same object, same weights
 
     fast = keras.models.clone_model(model, clone_function=clone)
