@@ -98,3 +98,8 @@ def test_train_interrupted_between_epochs_resumes(tmp_path):
     assert epochs == list(range(8)), epochs  # every epoch once: none repeated, none lost
     metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
     assert metrics["accuracy"] >= 0.8
+    with open(history) as f:
+        scores = [(float(row["val_accuracy"]), -float(row["val_loss"])) for row in csv.DictReader(f)]
+    best = max(range(8), key=lambda i: scores[i]) + 1
+    assert metrics["stages"][0]["best_epoch"] == best  # the best epoch over both processes, not since the restart
+    np.testing.assert_allclose(metrics["loss"], -scores[best - 1][1], rtol=1e-3)

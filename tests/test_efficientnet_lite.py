@@ -9,7 +9,8 @@ import pytest
 import transferkit as tk
 from transferkit.backbones.build import build_model
 from transferkit.backbones.efficientnet_lite import checkpoint_path
-from transferkit.backbones.imagenet import class_names, predict_imagenet
+from transferkit.backbones.imagenet import class_names
+from transferkit.extract.imagenet import predict_imagenet
 from transferkit.backbones.torch_checkpoint import load_state_dict
 from transferkit.data import load_image
 from transferkit.errors import TransferkitError

@@ -126,7 +126,7 @@ def test_rerun_of_finished_output_does_nothing(image_folder, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(layers="fc3"), r"`layer` must be a layer of tiny_test. Received: layer='fc3'.*'fc1'"),
+    (dict(layers="fc3"), r"`layers` must name layers of tiny_test. Received: layers='fc3'.*'fc1'"),
     (dict(pooling="mean"), r"`pooling` must be one of .*Received: pooling='mean'"),
     (dict(batch_size=0), r"`batch_size` must be a positive integer"),
     (dict(precision="fp16"), r"`precision` must be one of"),

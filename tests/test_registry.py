@@ -112,7 +112,7 @@ def test_missing_imagenet_download_names_the_cache_file(monkeypatch, tmp_path):
     msg = str(err.value)
     assert str(tmp_path / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5") in msg
     assert "--weights none" in msg and "efficientnet_lite0" in msg
-    with pytest.raises(TransferkitError, match=r"Received: layer='fc3'.*'fc2'"):  # a bad layer name comes first
+    with pytest.raises(TransferkitError, match=r"Received: layers='fc3'.*'fc2'"):  # a bad layer name comes first
         build_feature_model("vgg16", ["fc3"], weights="imagenet")
 
 

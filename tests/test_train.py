@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -39,6 +40,8 @@ def test_each_strategy_learns_and_writes_the_run_folder(strategy, train_folder, 
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert set(metrics["per_class"]) == {"checks", "stripes"} and np.array(metrics["confusion"]).sum() == 20
     assert len(result.stages) == (2 if strategy == "finetune" else 1)
+    with zipfile.ZipFile(result.run_dir / "model.keras") as z, z.open("model.weights.h5") as f:
+        assert b"optimizer" not in f.read()  # an inference model: no optimizer state saved
     with pytest.raises(TransferkitError, match="already exists"):
         train(train_folder, model="tiny_test", strategy=strategy, runs_root=tmp_path / "runs", name="r", **FAST)
 
@@ -58,7 +61,7 @@ def test_frozen_vgg16_has_four_trainable_tensors():
 @pytest.fixture
 def base_spy(monkeypatch):
     """Records the base's weights right after the classifier is built, and the base itself."""
-    import transferkit.train.runner as runner
+    from transferkit.train import strategies as runner
 
     seen = {}
     original = runner.build_classifier
@@ -175,3 +178,52 @@ def test_finetune_can_start_from_a_features_run(train_folder, tmp_path):
     with pytest.raises(TransferkitError, match="input_size=32.*input_size=40"):
         train(train_folder, model="tiny_test", strategy="finetune", input_size=40, runs_root=tmp_path / "runs",
               init_from=first.run_dir, **FAST)
+
+
+def test_validation_split_never_trains_on_held_out_images(tmp_path):
+    """Noise images with coin-flip labels hold nothing to learn: only a leak makes validation accuracy high."""
+    from conftest import make_image
+    from transferkit.train.data import find_splits
+
+    rng = np.random.default_rng(3)
+    root = tmp_path / "noise"
+    for i in range(96):
+        make_image(root / "train" / ("a" if rng.random() < 0.5 else "b") / f"{i:03d}.png", rng, size=(32, 32))
+    result = train(root, model="tiny_test", strategy="features", validation_split=0.25, runs_root=tmp_path / "runs",
+                   epochs=40, dropout=0.0, **FAST)
+    assert result.history["accuracy"][-1] >= 0.95  # the head memorises its own rows...
+    assert result.history["val_accuracy"][-1] <= 0.8  # ...and cannot know the held-out ones
+    assert result.metrics["accuracy"] <= 0.8 and result.metrics["n"] == 24
+    held_out = set(find_splits(root, validation_split=0.25).validation.paths)
+    cached = [tk.load_features(d) for d in (tmp_path / "runs" / ".feature-cache").iterdir()]
+    by_size = {len(fs): set(fs.paths) for fs in cached}
+    assert sorted(by_size) == [24, 72]
+    assert by_size[24] == held_out and not by_size[72] & held_out
+
+
+def test_best_epoch_survives_a_restart_and_breaks_ties_by_validation_loss(tmp_path):
+    import keras
+
+    from transferkit.train.run_folder import best_epoch_callback
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    weights, state = tmp_path / "best.weights.h5", tmp_path / "state.json"
+
+    def epochs(callback, logs):
+        callback.set_model(model)
+        callback.on_train_begin()
+        for epoch, (acc, loss) in logs:
+            model.layers[0].bias.assign([float(epoch)])  # marks which epoch's weights were saved
+            callback.on_epoch_end(epoch, {"val_accuracy": acc, "val_loss": loss})
+        return callback
+
+    first = epochs(best_epoch_callback(weights, state, patience=2), [(0, (0.5, 1.0)), (1, (0.8, 0.6)),
+                                                                     (2, (0.8, 0.4))])
+    assert first.best_epoch == 3  # same accuracy as epoch 2, lower loss
+    # a resumed process: a fresh callback must not take its first epoch as the best
+    second = epochs(best_epoch_callback(weights, state, patience=2), [(3, (0.7, 0.3))])
+    assert second.best_epoch == 3 and second.wait == 1 and not getattr(model, "stop_training", False)
+    third = epochs(best_epoch_callback(weights, state, patience=2), [(4, (0.6, 0.2))])
+    assert third.wait == 2 and model.stop_training  # patience counts epochs across the restart
+    model.load_weights(weights)
+    assert float(model.layers[0].bias.numpy()[0]) == 2.0

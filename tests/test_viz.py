@@ -6,7 +6,7 @@ from PIL import Image
 
 import transferkit as tk
 from transferkit.errors import TransferkitError
-from transferkit.viz import api
+from transferkit import pictures as api
 from transferkit.viz.explain import default_map_layers, gradcam
 
 

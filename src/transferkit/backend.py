@@ -15,6 +15,8 @@ from typing import Callable
 import numpy as np
 
 _PREFERENCE = ("tensorflow", "jax", "torch")
+# What a user may ask for; "auto" resolves per machine (float16 is chosen by "auto" on fp16-only GPUs).
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def ensure_default_backend() -> None:
@@ -128,6 +130,9 @@ def resolve_precision(precision: str, cpu_bfloat16: bool = True) -> str:
     `cpu_bfloat16` is False: the model was measured no faster in bfloat16 on such CPUs); float16 on
     GPUs with fp16 tensor cores only (7.x); float32 elsewhere. Other values pass through.
     """
+    from .errors import check_one_of
+
+    check_one_of("precision", precision, PRECISIONS + ("float16",))
     if precision != "auto":
         return precision
     if bfloat16_is_fast() and (cpu_bfloat16 or accelerator() == "gpu"):
@@ -188,7 +193,14 @@ def compile_inference(model, fn: Callable, input_shape: tuple[int, ...] | None =
                 return [keras.ops.convert_to_numpy(t) for t in outs]
 
         return run
-    raise RuntimeError(f"Unsupported Keras backend {backend!r}")
+    raise _unsupported(backend)
+
+
+def _unsupported(backend: str):
+    from .errors import TransferkitError
+
+    return TransferkitError(f"`KERAS_BACKEND` must be one of {list(_PREFERENCE)} for transferkit. "
+                            f"Received: KERAS_BACKEND={backend!r}")
 
 
 def value_and_gradient(fn: Callable, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,4 +228,4 @@ def value_and_gradient(fn: Callable, x: np.ndarray) -> tuple[np.ndarray, np.ndar
         value = fn(t)
         (grad,) = torch.autograd.grad(value, t)
         return value.detach().cpu().numpy(), grad.detach().cpu().numpy()
-    raise RuntimeError(f"Unsupported Keras backend {backend!r}")
+    raise _unsupported(backend)

@@ -62,10 +62,10 @@ def run_demo(out, *, digits_input_size: int = 96, epochs: int = 40, precision: s
        (features strategy) and writes its accuracy/loss curves.
     3. Writes a conv-filter grid and feature-map grids for one photo.
     """
-    from .backbones.imagenet import predict_imagenet
+    from .extract.imagenet import predict_imagenet
     from .extract import extract
     from .train import fit_head
-    from .viz import api as viz
+    from . import pictures as viz
     from .viz import plot_history
 
     out = Path(out)

@@ -22,6 +22,28 @@ def close_matches(value: str, choices: Iterable[str], n: int = 3) -> list[str]:
     return [lowered[h] for h in hits]
 
 
+def did_you_mean(value, choices: Iterable[str]) -> str:
+    """" Did you mean 'a' or 'b'?" for the close matches of `value` in `choices`, or "" when none is close."""
+    hits = close_matches(str(value), [str(c) for c in choices])
+    return f" Did you mean {' or '.join(repr(h) for h in hits)}?" if hits else ""
+
+
+def check_positive_int(arg: str, value) -> int:
+    """Return `value` as an int, or raise naming `arg` unless it is an integer >= 1 (bools are refused)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise TransferkitError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
+    return int(value)
+
+
+def settings_diff(old: dict, new: dict, ignore: Iterable[str] = ()) -> list[str]:
+    """The keys whose values differ between two settings dicts, as "key: old -> new" lines."""
+    skip = set(ignore)
+    keys = sorted((set(old) | set(new)) - skip)
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
 def check_one_of(arg: str, value, choices: Iterable, hint: str = "") -> None:
     """Raise `TransferkitError` unless `value` is in `choices`, naming the argument and close matches.
 
@@ -41,9 +63,9 @@ def one_of_message(arg: str, value, choices: list, hint: str = "") -> str:
     """The message of `check_one_of`; long lists are shortened and close matches suggested."""
     shown = choices if len(choices) <= 12 else choices[:12] + ["..."]
     msg = f"`{arg}` must be one of {shown}. Received: {arg}={value!r}"
-    suggestions = close_matches(str(value), [str(c) for c in choices])
-    if suggestions:
-        msg += f". Did you mean {' or '.join(repr(s) for s in suggestions)}?"
+    more = did_you_mean(value, choices)
+    if more:
+        msg += "." + more
     if hint:
         msg += f" {hint}"
     return msg

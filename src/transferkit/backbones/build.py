@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import backend
-from ..errors import TransferkitError, close_matches
+from ..errors import TransferkitError, check_one_of, did_you_mean
 from .optimize import optimize_for_inference
-from .registry import POOLED_ALIASES, PREPROCESSING, BackboneSpec, get_backbone
-
-POOLINGS = ("none", "avg", "max", "flatten")
+from .registry import POOLED_ALIASES, POOLINGS, PREPROCESSING, BackboneSpec, get_backbone
 
 
 @contextlib.contextmanager
@@ -215,16 +213,10 @@ class FeatureModel:
         from keras import ops
 
         prep = PREPROCESSING[self.spec.preprocessing]
-        mean = ops.convert_to_tensor([[list(prep.mean)]], dtype="float32")
-        std = ops.convert_to_tensor([[list(prep.std)]], dtype="float32")
         poolings = list(self.poolings)
 
         def forward(call, x):
-            x = ops.cast(x, "float32")
-            if prep.bgr:
-                x = ops.flip(x, axis=-1)
-            x = (x - mean) / std
-            outs = call(x)
+            outs = call(prep.apply(ops.cast(x, "float32"), ops))
             if not isinstance(outs, (list, tuple)):
                 outs = [outs]
             result = []
@@ -266,15 +258,12 @@ def build_feature_model(spec, layers=None, *, pooling: str = "none", input_size:
     spec = get_backbone(spec)
     if pooling is None:
         pooling = "none"
-    if pooling not in POOLINGS:
-        from ..errors import one_of_message
-
-        raise TransferkitError(one_of_message("pooling", pooling, list(POOLINGS)))
+    check_one_of("pooling", pooling, POOLINGS)
     if isinstance(layers, str):
         layers = [layers]
     layers = list(layers or [spec.default_layer])
     if len(set(layers)) != len(layers):
-        raise TransferkitError(f"`layer` names must be distinct. Received: layers={layers}")
+        raise TransferkitError(f"`layers` must be distinct names. Received: layers={layers}")
     need_top = any(name in spec.top_layers for name in layers)
     try:
         model = build_model(spec, include_top=need_top, weights=weights, input_size=input_size,
@@ -319,10 +308,7 @@ def _prod(shape) -> int:
 
 def _unknown_layer_message(spec: BackboneSpec, name: str, names: list[str]) -> str:
     known = list(names) + [t for t in spec.top_layers if t not in names] + list(POOLED_ALIASES)
-    msg = f"`layer` must be a layer of {spec.name}. Received: layer={name!r}."
-    hits = close_matches(name, known)
-    if hits:
-        msg += f" Did you mean {' or '.join(repr(h) for h in hits)}?"
+    msg = f"`layers` must name layers of {spec.name}. Received: layers={name!r}." + did_you_mean(name, known)
     blocks = ", ".join(spec.blocks) if spec.blocks else ""
     msg += f" Its default is {spec.default_layer!r}"
     if blocks:

@@ -6,7 +6,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import TransferkitError, close_matches
+import numpy as np
+
+from ..errors import TransferkitError, did_you_mean
+
+# How a 4-D feature map becomes a row: keep (h, w, c), global average or max over h and w, or flatten.
+POOLINGS = ("none", "avg", "max", "flatten")
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,20 @@ class Preprocessing:
     bgr: bool = False
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def apply(self, x, ops=np):
+        """Preprocess float pixels `x` (..., 3) with NumPy (default) or `keras.ops` (inside compiled functions)."""
+        to_array = getattr(ops, "convert_to_tensor", np.asarray)
+        if self.bgr:
+            x = ops.flip(x, axis=-1)
+        return (x - to_array(np.array(self.mean, "float32"))) / to_array(np.array(self.std, "float32"))
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """The same map as a 1×1 convolution: (kernel (1, 1, 3, 3), bias (3,)), for a plain Keras Conv2D layer."""
+        perm = np.eye(3, dtype="float32")[::-1] if self.bgr else np.eye(3, dtype="float32")
+        std = np.array(self.std, "float32")
+        kernel = (perm / std[None, :])[None, None]  # out channel j = in channel perm(j) / std_j
+        return kernel, -np.array(self.mean, "float32") / std
 
 
 # The `preprocess_input` modes of keras.applications, plus the EfficientNet-Lite checkpoints' own scaling.
@@ -101,6 +120,10 @@ def register_backbone(spec: BackboneSpec, *, overwrite: bool = False) -> Backbon
     return spec
 
 
+def is_registered(name: str) -> bool:
+    """Whether a backbone of exactly this registry name is registered in this process."""
+    return name in _REGISTRY
+
 
 def list_backbones(pattern: str | None = None) -> list[str]:
     """Registered backbone names, sorted; `pattern` filters with shell wildcards (`"resnet*"`)."""
@@ -120,10 +143,6 @@ def get_backbone(name: str) -> BackboneSpec:
         return name
     hit = _lookup.get(_key(str(name)))
     if hit is None:
-        suggestions = close_matches(str(name), list(_REGISTRY))
-        msg = f"Unknown model {name!r}."
-        if suggestions:
-            msg += f" Did you mean {' or '.join(repr(s) for s in suggestions)}?"
-        msg += " Run `transferkit models` to list them."
-        raise TransferkitError(msg)
+        raise TransferkitError(f"Unknown model {name!r}.{did_you_mean(name, _REGISTRY)} "
+                               "Run `transferkit models` to list them.")
     return _REGISTRY[hit]

@@ -34,7 +34,9 @@ def add_weights(parser, default: str = "imagenet"):
 
 
 def add_precision(parser):
-    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+    from ..backend import PRECISIONS
+
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto: bfloat16 where the hardware runs it fast, else float32 (default: auto)")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..backbones.registry import POOLINGS
 from ._options import (add_batch_size, add_command, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
 
@@ -26,7 +27,7 @@ def register(sub):
     add_model(p)
     p.add_argument("--layer", "-l", action="append", dest="layers", metavar="NAME",
                    help="layer to extract; repeat for several (default: the model's pre-logits layer)")
-    p.add_argument("--pooling", default="none", choices=["none", "avg", "max", "flatten"],
+    p.add_argument("--pooling", default="none", choices=POOLINGS,
                    help="pooling of 4-D feature maps (default: none keeps h × w × c)")
     add_input_size(p)
     add_weights(p)

@@ -24,7 +24,7 @@ def register(sub):
 
 def run(args) -> int:
     import_keras()
-    from ..backbones.imagenet import predict_imagenet
+    from ..extract.imagenet import predict_imagenet
 
     rows, skipped = predict_imagenet(args.images, model=args.model, top=args.top, weights=args.weights,
                                      batch_size=args.batch_size, precision=args.precision)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..train.config import CLASS_WEIGHTS, OPTIMIZERS, STRATEGIES
 from ._options import (add_batch_size, add_command, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
 
@@ -21,7 +22,7 @@ def register(sub):
                     examples=EXAMPLES, run=run)
     p.add_argument("data", metavar="DATA", help="folder with train/<class>/ and validation/<class>/ (test/ optional)")
     add_model(p)
-    p.add_argument("--strategy", "-s", default="features", choices=["features", "frozen", "finetune"],
+    p.add_argument("--strategy", "-s", default="features", choices=STRATEGIES,
                    help="features: cached conv features + dense head (fast); frozen: frozen base + augmentation; "
                         "finetune: frozen stage then the top block(s) unfrozen (default: features)")
     add_input_size(p)
@@ -31,12 +32,13 @@ def register(sub):
     add_batch_size(p, 20)
     p.add_argument("--learning-rate", type=float, default=2e-5, help="head stage (default: 2e-5, RMSprop)")
     p.add_argument("--finetune-learning-rate", type=float, default=1e-5, help="unfrozen stage (default: 1e-5)")
-    p.add_argument("--optimizer", default="rmsprop", choices=["rmsprop", "adam", "sgd", "adamw"])
+    p.add_argument("--optimizer", default="rmsprop", choices=OPTIMIZERS)
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random transforms (image strategies)")
     p.add_argument("--hidden", type=int, default=256, help="units of the head's hidden layer (0: none)")
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--patience", type=int, default=None, help="early stopping patience, restoring the best weights")
-    p.add_argument("--class-weight", default=None, choices=["balanced", "none"], help="for imbalanced folders")
+    p.add_argument("--class-weight", default="none", choices=CLASS_WEIGHTS,
+                   help="balanced: weight classes by inverse frequency, for imbalanced folders (default: none)")
     p.add_argument("--validation-split", type=float, default=None, metavar="F",
                    help="hold out this fraction of train/ when there is no validation/ folder")
     p.add_argument("--unfreeze-blocks", type=int, default=None, metavar="N",
@@ -56,20 +58,18 @@ def register(sub):
 
 def run(args) -> int:
     import_keras()
-    from ..train import train
+    from dataclasses import fields
 
-    result = train(args.data, model=args.model, strategy=args.strategy, runs_root=args.runs, name=args.name,
-                   input_size=args.input_size, weights=args.weights, epochs=args.epochs,
-                   finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                   finetune_learning_rate=args.finetune_learning_rate, optimizer=args.optimizer,
-                   augment=args.augment, hidden=args.hidden, dropout=args.dropout, patience=args.patience,
-                   class_weight=args.class_weight, validation_split=args.validation_split,
-                   unfreeze_blocks=args.unfreeze_blocks, unfreeze_from=args.unfreeze_from,
-                   init_from=args.init_from, seed=args.seed,
-                   precision=args.precision, overwrite=args.overwrite, resume=args.resume, quiet=args.quiet)
+    from ..train import TrainConfig, train
+
+    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    config = TrainConfig(**options)
+    result = train(args.data, config, runs_root=args.runs, name=args.name, overwrite=args.overwrite,
+                   resume=args.resume, quiet=args.quiet)
     m = result.metrics
     for stage in result.stages:
-        print(f"stage {stage['stage']}: {stage['epochs']} epochs")
+        best = f", best epoch {stage['best_epoch']} kept" if stage.get("best_epoch") else ""
+        print(f"stage {stage['stage']}: {stage['epochs']} epochs{best}")
     print(f"validation accuracy {m['accuracy']:.1%}, loss {m['loss']:.4f} (n={m['n']})")
     print(f"run folder: {result.run_dir}")
     return 3 if result.config["skipped"] else 0

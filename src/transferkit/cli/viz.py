@@ -65,14 +65,14 @@ def register(sub):
 
 def _filters(args):
     import_keras()
-    from ..viz.api import filters
+    from ..pictures import filters
 
     print(filters(args.model, args.layer, args.output, n=args.n, weights=args.weights, input_size=args.input_size))
 
 
 def _maps(args):
     import_keras()
-    from ..viz.api import feature_maps
+    from ..pictures import feature_maps
 
     for path in feature_maps(args.model, args.image, args.output, layers=args.layers, weights=args.weights,
                              input_size=args.input_size, channels=args.channels):
@@ -81,7 +81,7 @@ def _maps(args):
 
 def _gradcam(args):
     import_keras()
-    from ..viz.api import gradcam_image
+    from ..pictures import gradcam_image
 
     path, name, prob = gradcam_image(args.run_or_model, args.image, args.output, target=args.target,
                                      weights=args.weights)
@@ -89,12 +89,12 @@ def _gradcam(args):
 
 
 def _embedding(args):
-    from ..viz.api import embedding
+    from ..pictures import embedding
 
     print(embedding(args.features, args.output, layer=args.layer, method=args.method))
 
 
 def _history(args):
-    from ..viz.api import history
+    from ..pictures import history
 
     print(history(args.run_dir, args.output))

@@ -83,7 +83,8 @@ def index_images(source, *, labels: str = "inferred", class_names=None,
     """List the images of a folder in a deterministic order, labelled by class sub-folder.
 
     Args:
-        source: a folder, one image file, or a list of image files.
+        source: a folder, one image file, a list of image files, or an `ImageIndex` (returned as it is,
+            without labels when `labels="none"`).
         labels: "inferred": when `source` has sub-folders, each is a class (sorted
             by name, as `keras.utils.image_dataset_from_directory` does) and images at
             the top level are an error; a folder of images only is unlabelled.
@@ -100,6 +101,10 @@ def index_images(source, *, labels: str = "inferred", class_names=None,
     (['cats', 'dogs'], 2000)
     """
     check_one_of("labels", labels, LABEL_MODES)
+    if isinstance(source, ImageIndex):
+        if labels == "none" and source.labels is not None:
+            return ImageIndex(source.root, list(source.paths), None, [], list(source.ignored))
+        return source
     extensions = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
     if isinstance(source, (list, tuple)):
         return _index_files([Path(p) for p in source])

@@ -13,23 +13,15 @@ import numpy as np
 
 from .. import __version__, backend
 from ..backbones.build import build_feature_model, normalize_weights, weights_identity
-from ..backbones.registry import PREPROCESSING, get_backbone
+from ..backbones.registry import POOLINGS, PREPROCESSING, get_backbone
 from ..data.decode import check_resample
 from ..data.folder import index_images
-from ..errors import TransferkitError, check_one_of
-from .extractor import Extractor
-from .reader import ImageReader
+from ..errors import TransferkitError, check_one_of, check_positive_int, settings_diff
+from .engines import ENGINES, EngineJob
 from .store import FeatureSet, load_features, read_manifest
 from .writer import MANIFEST, SHARD_PATTERN, read_shard_meta, shard_name, write_json_atomic, write_npy, write_shard
 
-PRECISIONS = ("auto", "float32", "bfloat16")
 FORMATS = ("parquet", "npy")
-
-
-def _positive_int(arg: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise TransferkitError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
-    return int(value)
 
 
 def _prepare_out(out: Path, overwrite: bool) -> dict | None:
@@ -65,11 +57,6 @@ def _prepare_out(out: Path, overwrite: bool) -> dict | None:
     return read_manifest(out)
 
 
-def _diff(old: dict, new: dict) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-
-
 def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "none", input_size: int | None = None,
             weights="imagenet", batch_size: int = 32, precision: str = "auto", labels: str = "inferred",
             shard_size: int = 1024, format: str = "parquet", overwrite: bool = False, workers: int | None = None,
@@ -78,7 +65,8 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
     """Extract features of every image under `images` into the folder `out`, resuming a previous run.
 
     Args:
-        images: a folder (class sub-folders give labels), an image file, or a list of files.
+        images: a folder (class sub-folders give labels), an image file, a list of files, or an
+            `ImageIndex` (exactly those images, e.g. one split of a training folder).
         out: output folder: `part-NNNNN.parquet` shards + `manifest.json`.
         model: registry name (`transferkit models`).
         layers: layer name or list (one forward pass); default the model's pre-logits layer.
@@ -111,12 +99,12 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
     (700, 4096)
     """
     spec = get_backbone(model)
-    check_one_of("pooling", pooling, ("none", "avg", "max", "flatten"))
-    check_one_of("precision", precision, PRECISIONS)
+    check_one_of("pooling", pooling, POOLINGS)
+    check_one_of("precision", precision, backend.PRECISIONS)
     check_one_of("format", format, FORMATS)
-    check_one_of("engine", engine, ("local", "ray"))
-    batch_size = _positive_int("batch_size", batch_size)
-    shard_size = _positive_int("shard_size", shard_size)
+    check_one_of("engine", engine, ENGINES)
+    batch_size = check_positive_int("batch_size", batch_size)
+    shard_size = check_positive_int("shard_size", shard_size)
     check_resample(spec.resample)
     layer_list = [layers] if isinstance(layers, str) else list(layers or [spec.default_layer])
     size = input_size or spec.input_size
@@ -133,7 +121,7 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
     }
     old = _prepare_out(out, overwrite)
     if old is not None and old["settings"] != settings:
-        changes = "; ".join(_diff(old["settings"], settings))
+        changes = "; ".join(settings_diff(old["settings"], settings))
         raise TransferkitError(
             f"{str(out)!r} holds an extraction with other settings ({changes}). Use the same settings to "
             "resume it, another -o/--output, or --overwrite to start again."
@@ -159,20 +147,15 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
                                  precision=used_precision, seed=seed)
         manifest["layers"] = {name: {"shape": list(shape), "pooling": pool, "dtype": "float32"}
                               for name, shape, pool in zip(fm.layers, fm.shapes, fm.poolings)}
-        extractor = Extractor(fm, batch_size=batch_size) if todo and engine == "local" else None
     build_s = time.perf_counter() - t_build
     _update_manifest(out, manifest, done, n_shards)
     if todo:
         t_run = time.perf_counter()
         n_before = sum(m["stop"] - m["start"] for m in done.values())
         ranges = [(k * shard_size, min((k + 1) * shard_size, len(index))) for k in todo]
-        if engine == "ray":
-            from ..engines.ray_engine import ray_batches
-
-            stream = ray_batches(index, fm, ranges, pooling=pooling, batch_size=batch_size, weights=weights, seed=seed,
-                                 address=address, workers=workers, gpus_per_worker=gpus_per_worker)
-        else:
-            stream = local_batches(index, extractor, ranges, workers=workers)
+        stream = ENGINES[engine](EngineJob(index, fm, ranges, batch_size=batch_size, pooling=pooling, weights=weights,
+                                           seed=seed, workers=workers, address=address,
+                                           gpus_per_worker=gpus_per_worker))
         _write_stream(stream, index, out, fm.layers, fm.shapes, todo, done, manifest, n_shards,
                       shard_size=shard_size, quiet=quiet, desc=f"{spec.name} {'+'.join(fm.layers)}")
         run_s = time.perf_counter() - t_run
@@ -209,18 +192,6 @@ def _write_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards: 
                    "shards_done": len(done), "shards_total": n_shards},
     })
     write_json_atomic(out / MANIFEST, manifest)
-
-
-def local_batches(index, extractor: Extractor, ranges, *, workers=None):
-    """The local engine: threads decode ahead, the compiled model runs; yields (positions, features, errors)."""
-    fm = extractor.feature_model
-    reader = ImageReader(index, fm.input_size, batch_size=extractor.batch_size, crop_fraction=fm.spec.crop_fraction,
-                         resample=fm.spec.resample, workers=workers)
-    empty = {n: np.zeros((0, *s), np.float32) for n, s in zip(fm.layers, fm.shapes)}
-    for start, stop in ranges:
-        for batch in reader.iter_range(start, stop):
-            feats = extractor(batch.images) if len(batch.positions) else empty
-            yield batch.positions, feats, batch.errors
 
 
 def _write_stream(stream, index, out, layers, shapes, todo, done, manifest, n_shards, *, shard_size, quiet, desc):

@@ -1,9 +1,11 @@
 """Transfer learning: heads, the three strategies as named stages, run folders, prediction and evaluation."""
 
+from .config import TrainConfig
 from .heads import build_head, fit_head
 from .model import Augmentation
-from .runner import STRATEGIES, TrainResult, train
+from .run_folder import read_history_csv
+from .strategies import STRATEGIES, TrainResult, train
 from .use import evaluate, load_run, predict
 
-__all__ = ["Augmentation", "STRATEGIES", "TrainResult", "build_head", "evaluate", "fit_head", "load_run",
-           "predict", "train"]
+__all__ = ["Augmentation", "STRATEGIES", "TrainConfig", "TrainResult", "build_head", "evaluate", "fit_head",
+           "load_run", "predict", "read_history_csv", "train"]

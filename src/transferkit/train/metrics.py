@@ -1,8 +1,6 @@
-"""Classification metrics (accuracy, loss, per-class precision/recall/F1, confusion) and their pictures."""
+"""Classification metrics: accuracy, loss, per-class precision/recall/F1, confusion matrix."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -42,58 +40,3 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: l
     return {"accuracy": float((pred == labels).mean()) if len(labels) else 0.0, "loss": loss,
             "n": int(len(labels)), "per_class": per_class, "confusion": confusion.tolist(),
             "class_names": list(class_names)}
-
-
-def plot_confusion(metrics: dict, path) -> Path:
-    """The confusion matrix as a labelled heat map."""
-    from ..viz.plots import _plt, _save
-
-    plt = _plt()
-    cm = np.array(metrics["confusion"])
-    names = metrics["class_names"]
-    size = max(4.0, 0.6 * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"Confusion matrix (accuracy {metrics['accuracy']:.1%}, n={metrics['n']})")
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_top_losses(probs: np.ndarray, labels: np.ndarray, paths: list[str], root, class_names: list[str], path,
-                    k: int = 9) -> Path:
-    """The k most confidently wrong images with their true and predicted class."""
-    from PIL import Image
-
-    from ..viz.plots import _plt, _save
-
-    plt = _plt()
-    p = probabilities_2d(probs)
-    labels = np.asarray(labels, dtype=int)
-    wrong = np.flatnonzero(p.argmax(1) != labels)
-    order = wrong[np.argsort(-p[wrong].max(1))][:k]
-    cols = 3
-    rows = max(1, int(np.ceil(len(order) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, order):
-        try:
-            with Image.open(Path(root) / paths[i]) as im:
-                ax.imshow(im.convert("RGB"))
-        except OSError:
-            pass
-        pred = int(p[i].argmax())
-        ax.set_title(f"true {class_names[labels[i]]}\npred {class_names[pred]} ({p[i, pred]:.0%})", fontsize=9)
-    fig.suptitle(f"Most confidently wrong ({len(wrong)} wrong of {len(labels)})" if len(wrong)
-                 else f"No wrong predictions among {len(labels)}")
-    fig.tight_layout()
-    return _save(fig, path)

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from ..backbones.build import build_model, resolve_blocks
 from ..backbones.registry import PREPROCESSING, BackboneSpec
-from ..errors import TransferkitError
+from ..errors import TransferkitError, did_you_mean
 from .heads import build_head
 
 
@@ -55,15 +53,9 @@ def preprocessing_layer(spec: BackboneSpec):
     """
     from keras import layers
 
-    prep = PREPROCESSING[spec.preprocessing]
-    perm = np.eye(3, dtype="float32")[::-1] if prep.bgr else np.eye(3, dtype="float32")
-    std = np.array(prep.std, "float32")
-    mean = np.array(prep.mean, "float32")
-    kernel = (perm / std[None, :])[None, None]  # out channel j = in channel perm(j) / std_j
-    bias = -mean / std
     layer = layers.Conv2D(3, 1, name="preprocess", trainable=False, dtype="float32")
     layer.build((None, None, None, 3))
-    layer.set_weights([kernel, bias])
+    layer.set_weights(list(PREPROCESSING[spec.preprocessing].affine()))
     return layer
 
 
@@ -108,11 +100,8 @@ def unfreeze_top(base, spec: BackboneSpec, *, blocks: int | None = None, from_la
     names = [layer.name for layer in base.layers]
     if from_layer is not None:
         if from_layer not in names:
-            from ..errors import close_matches
-
-            hits = close_matches(from_layer, names)
-            raise TransferkitError(f"`unfreeze_from` must be a layer of {spec.name}. Received: {from_layer!r}."
-                                   + (f" Did you mean {' or '.join(map(repr, hits))}?" if hits else ""))
+            raise TransferkitError(f"`unfreeze_from` must be a layer of {spec.name}. Received: "
+                                   f"unfreeze_from={from_layer!r}.{did_you_mean(from_layer, names)}")
         start = names.index(from_layer)
     else:
         block_outputs = resolve_blocks(spec, base)
@@ -129,3 +118,18 @@ def unfreeze_top(base, spec: BackboneSpec, *, blocks: int | None = None, from_la
         if trainable and layer.weights:
             unfrozen.append(layer.name)
     return unfrozen
+
+
+def export_model(clf, base, spec: BackboneSpec, size: int):
+    """The inference model saved as model.keras: preprocessing → base → head, without augmentation layers
+    and without optimizer state (a head fitted on its own would carry its optimizer into the file)."""
+    import keras
+
+    inputs = keras.Input((size, size, 3), name="image")
+    x = clf.get_layer("preprocess")(inputs) if "preprocess" in [la.name for la in clf.layers] else (
+        preprocessing_layer(spec)(inputs))
+    x = base(x, training=False)
+    trained = clf.get_layer("head")
+    head = keras.Model.from_config(trained.get_config())
+    head.set_weights(trained.get_weights())
+    return keras.Model(inputs, head(x), name=f"{spec.name}_classifier")

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..data.folder import index_images
 from ..errors import TransferkitError
-from .runner import evaluate_model, predict_index
+from ..extract.reader import ImageReader
+from .metrics import classification_metrics, probabilities_2d
 
 
 def load_run(run_or_model, *, unsafe: bool = False):
@@ -93,4 +94,40 @@ def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32, unsafe: 
                              batch_size=batch_size)
     if out_dir is not None:
         (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return metrics
+
+
+def predict_index(model, index, *, size: int, batch_size: int = 32, crop_fraction=None, resample="bilinear"):
+    """Class probabilities (n, n_classes) of the images of `index`, plus the skipped files."""
+    reader = ImageReader(index, size, batch_size=batch_size, crop_fraction=crop_fraction, resample=resample)
+    positions, probs, skipped = [], [], []
+    for batch in reader.iter_range(0, len(index)):
+        n = len(batch.positions)
+        if n:
+            x = batch.images.astype("float32")
+            if n < batch_size:  # one input shape for the compiled predict function
+                x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), "float32")])
+            probs.append(probabilities_2d(np.asarray(model.predict_on_batch(x))[:n]))
+            positions.append(batch.positions)
+        skipped += [{"path": index.paths[i], "reason": r} for i, r in batch.errors]
+    if not probs:
+        return np.zeros(0, int), np.zeros((0, 0)), skipped
+    return np.concatenate(positions), np.concatenate(probs), skipped
+
+
+def evaluate_model(model, index, class_names, *, size=None, crop_fraction=None, resample="bilinear", out_dir=None,
+                   batch_size=32) -> dict:
+    """Metrics of `model` on a labelled index; with `out_dir`, also confusion.png and top_losses.png."""
+    size = size or int(model.inputs[0].shape[1])
+    positions, probs, skipped = predict_index(model, index, size=size, batch_size=batch_size,
+                                              crop_fraction=crop_fraction, resample=resample)
+    labels = index.labels[positions]
+    metrics = classification_metrics(probs, labels, class_names)
+    metrics["skipped"] = skipped
+    if out_dir is not None:
+        from ..viz.plots import plot_confusion, plot_top_losses
+
+        plot_confusion(metrics, Path(out_dir) / "confusion.png")
+        plot_top_losses(probs, labels, [index.paths[i] for i in positions], index.root, class_names,
+                        Path(out_dir) / "top_losses.png")
     return metrics

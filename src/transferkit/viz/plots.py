@@ -145,3 +145,55 @@ def plot_feature_maps(maps: dict[str, np.ndarray], out_dir, *, channels: int = 6
         fig.tight_layout()
         written.append(_save(fig, Path(out_dir) / f"{safe_name(name)}.png"))
     return written
+
+
+def plot_confusion(metrics: dict, path) -> Path:
+    """The confusion matrix as a labelled heat map."""
+    plt = _plt()
+    cm = np.array(metrics["confusion"])
+    names = metrics["class_names"]
+    size = max(4.0, 0.6 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"Confusion matrix (accuracy {metrics['accuracy']:.1%}, n={metrics['n']})")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_top_losses(probs: np.ndarray, labels: np.ndarray, paths: list[str], root, class_names: list[str], path,
+                    k: int = 9) -> Path:
+    """The k most confidently wrong images with their true and predicted class (`probs`: (n, classes))."""
+    from PIL import Image
+
+    plt = _plt()
+    p = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=int)
+    wrong = np.flatnonzero(p.argmax(1) != labels)
+    order = wrong[np.argsort(-p[wrong].max(1))][:k]
+    cols = 3
+    rows = max(1, int(np.ceil(len(order) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, order):
+        try:
+            with Image.open(Path(root) / paths[i]) as im:
+                ax.imshow(im.convert("RGB"))
+        except OSError:
+            pass
+        pred = int(p[i].argmax())
+        ax.set_title(f"true {class_names[labels[i]]}\npred {class_names[pred]} ({p[i, pred]:.0%})", fontsize=9)
+    fig.suptitle(f"Most confidently wrong ({len(wrong)} wrong of {len(labels)})" if len(wrong)
+                 else f"No wrong predictions among {len(labels)}")
+    fig.tight_layout()
+    return _save(fig, path)
+

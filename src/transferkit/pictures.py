@@ -1,12 +1,14 @@
-"""One function per picture, mirroring `transferkit viz ...`: filters, maps, gradcam, embedding, history."""
+"""One function per picture, mirroring `transferkit viz ...`: filters, maps, gradcam, embedding, history.
+
+These are application helpers above both `viz` (the drawing) and `train` (run folders).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
-from ..errors import TransferkitError
+from .errors import TransferkitError, one_of_message
 
 
 def filters(model: str, layer: str, out, *, n: int = 6, weights="imagenet", input_size: int | None = None) -> Path:
@@ -15,8 +17,8 @@ def filters(model: str, layer: str, out, *, n: int = 6, weights="imagenet", inpu
     Example:
     >>> filters("vgg16", "block1_conv1", "filters.png")  # doctest: +SKIP
     """
-    from ..backbones.build import build_model
-    from .plots import plot_filters
+    from .backbones.build import build_model
+    from .viz.plots import plot_filters
 
     return plot_filters(build_model(model, weights=weights, input_size=input_size), layer, out, n=n)
 
@@ -28,11 +30,11 @@ def feature_maps(model: str, image, out_dir, *, layers=None, weights="imagenet",
     Example:
     >>> feature_maps("vgg16", "cat.jpg", "maps/")  # doctest: +SKIP
     """
-    from ..backbones.build import build_feature_model, build_model
-    from ..backbones.registry import get_backbone
-    from ..data.decode import DecodeError, load_image
-    from .explain import default_map_layers
-    from .plots import plot_feature_maps
+    from .backbones.build import build_feature_model, build_model
+    from .backbones.registry import get_backbone
+    from .data.decode import DecodeError, load_image
+    from .viz.explain import default_map_layers
+    from .viz.plots import plot_feature_maps
 
     spec = get_backbone(model)
     if not layers:
@@ -62,14 +64,14 @@ def gradcam_image(run_or_model, image, out, *, target=None, weights="imagenet") 
     Returns:
         (png path, explained class name, its probability)
     """
-    from ..backbones.build import build_model
-    from ..backbones.registry import PREPROCESSING, get_backbone
-    from ..data.decode import DecodeError, load_image
-    from .explain import gradcam, plot_gradcam
+    from .backbones.build import build_model
+    from .backbones.registry import PREPROCESSING, get_backbone
+    from .data.decode import DecodeError, load_image
+    from .viz.explain import gradcam, plot_gradcam
 
     path = Path(str(run_or_model))
     if path.exists():
-        from ..train.use import load_run
+        from .train.use import load_run
 
         model, info = load_run(path)
         names, size = info["class_names"], info["input_size"]
@@ -81,7 +83,7 @@ def gradcam_image(run_or_model, image, out, *, target=None, weights="imagenet") 
             raise TransferkitError(f"{str(run_or_model)!r} is neither an existing run folder or .keras file nor a "
                                    f"registered model. {exc}") from None
         model = build_model(spec, include_top=True, weights=weights)
-        from ..backbones.imagenet import class_names
+        from .backbones.imagenet import class_names
 
         names = class_names() if int(model.outputs[0].shape[-1]) == 1000 else [
             str(i) for i in range(int(model.outputs[0].shape[-1]))]
@@ -93,7 +95,7 @@ def gradcam_image(run_or_model, image, out, *, target=None, weights="imagenet") 
         raise TransferkitError(f"Cannot read the image {image}: {exc.reason}") from None
     x = raw.astype("float32")
     if prep is not None:  # plain backbones expect preprocessed input; trained models preprocess inside
-        x = ((x[..., ::-1] if prep.bgr else x) - np.array(prep.mean, "float32")) / np.array(prep.std, "float32")
+        x = prep.apply(x)
     index = None
     if target is not None:
         if str(target) in names:
@@ -101,8 +103,6 @@ def gradcam_image(run_or_model, image, out, *, target=None, weights="imagenet") 
         elif str(target).isdigit():
             index = int(target)
         else:
-            from ..errors import one_of_message
-
             raise TransferkitError(one_of_message("class", target, names))
     cam, index, prob = gradcam(model, x, index)
     title = f"Grad-CAM: {names[index]} ({prob:.0%}) — {Path(image).name}"
@@ -111,8 +111,8 @@ def gradcam_image(run_or_model, image, out, *, target=None, weights="imagenet") 
 
 def history(run_dir, out=None) -> Path:
     """Redraw a run's accuracy/loss curves from its history.csv."""
-    from ..train.runner import read_history_csv
-    from .plots import plot_history
+    from .train import read_history_csv
+    from .viz.plots import plot_history
 
     run_dir = Path(run_dir)
     csv_file = run_dir / "history.csv"
@@ -124,6 +124,6 @@ def history(run_dir, out=None) -> Path:
 
 def embedding(features_dir, out, *, layer: str | None = None, method: str = "pca") -> Path:
     """2-D projection (PCA, or t-SNE) of an extraction output, coloured by label."""
-    from .explain import plot_embedding
+    from .viz.explain import plot_embedding
 
     return plot_embedding(features_dir, out, layer=layer, method=method)

@@ -45,10 +45,10 @@ class _Embedder:
 
     def __init__(self, spec, layers, pooling, input_size, weights, precision, seed, batch_size):
         from ..backbones.build import build_feature_model
-        from ..backbones.registry import _REGISTRY, register_backbone
-        from ..extract.extractor import Extractor
+        from ..backbones.registry import is_registered, register_backbone
+        from .extractor import Extractor
 
-        if spec.name not in _REGISTRY:  # a backbone registered only in the driver (plugins, tests)
+        if not is_registered(spec.name):  # a backbone registered only in the driver (plugins, tests)
             register_backbone(spec, overwrite=True)
         fm = build_feature_model(spec, layers, pooling=pooling, input_size=input_size, weights=weights,
                                  precision=precision, seed=seed)
@@ -68,19 +68,18 @@ class _Embedder:
         return out
 
 
-def ray_batches(index, fm, ranges, *, pooling: str, batch_size: int, weights, seed: int, address: str | None = None,
-                workers: int | None = None, gpus_per_worker: float = 0.0) -> Iterator[tuple]:
-    """Yield (positions, features, errors) for the positions in `ranges`, computed on a Ray cluster.
+def ray_batches(job) -> Iterator[tuple]:
+    """Yield (positions, features, errors) for the positions in `job.ranges`, computed on a Ray cluster.
 
     Args:
-        index: the images. fm: the driver's `FeatureModel` (settings are sent to the actors, not the model).
-        pooling: the user's pooling argument, applied by each actor's own feature model.
-        ranges: (start, stop) position ranges to extract.
-        address: a running cluster ("auto", "ray://host:10001", ...); None starts a local Ray and stops it after.
-        workers: model replicas (actors); default one per GPU when `gpus_per_worker` > 0, else 2.
-        gpus_per_worker: GPUs per replica.
+        job: an `engines.EngineJob`. Its feature model's settings are sent to the actors (not the model);
+            `address` is a running cluster ("auto", "ray://host:10001", ...), None starts a local Ray and
+            stops it after; `workers` is the number of model replicas (default one per GPU when
+            `gpus_per_worker` > 0, else 2).
     """
     ray = _ray()
+    index, fm, ranges, batch_size = job.index, job.feature_model, job.ranges, job.batch_size
+    address, workers, gpus_per_worker = job.address, job.workers, job.gpus_per_worker
     started = False
     if not ray.is_initialized():
         try:
@@ -110,8 +109,9 @@ def ray_batches(index, fm, ranges, *, pooling: str, batch_size: int, weights, se
             _Embedder, batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=actor_cpus,
             num_gpus=gpus_per_worker or None,
-            fn_constructor_kwargs=dict(spec=spec, layers=fm.layers, pooling=pooling, input_size=fm.input_size,
-                                       weights=weights, precision=fm.precision, seed=seed, batch_size=batch_size))
+            fn_constructor_kwargs=dict(spec=spec, layers=fm.layers, pooling=job.pooling, input_size=fm.input_size,
+                                       weights=job.weights, precision=fm.precision, seed=job.seed,
+                                       batch_size=batch_size))
         for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
             pos = np.asarray(batch["position"], np.int64)
             bad = batch["error"] != ""

@@ -1,1 +1,0 @@
-"""Execution engines for extraction: local threads (in `extract.runner`) and Ray Data (`ray_engine`)."""

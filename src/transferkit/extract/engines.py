@@ -1,0 +1,55 @@
+"""The table of extraction engines: each turns position ranges of an index into (positions, features, errors).
+
+An engine is a function `engine(job) -> iterator of (positions, {layer: array}, [(position, reason)])`; the
+runner cuts that stream into shards, so every engine gets the same output, resume and bad-file handling.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from ..backbones.build import FeatureModel
+from ..data.folder import ImageIndex
+from .extractor import Extractor
+from .reader import ImageReader
+
+
+@dataclass
+class EngineJob:
+    """What an engine computes: the feature model over `ranges` of `index`, and how to run it."""
+
+    index: ImageIndex
+    feature_model: FeatureModel
+    ranges: list[tuple[int, int]]
+    batch_size: int
+    pooling: str  # the user's pooling argument (a remote engine rebuilds the feature model from settings)
+    weights: object
+    seed: int = 0
+    workers: int | None = None  # local: decoding threads; ray: model replicas
+    address: str | None = None  # ray: cluster address
+    gpus_per_worker: float = 0.0  # ray: GPUs per model replica
+
+
+def local_batches(job: EngineJob) -> Iterator[tuple]:
+    """The local engine: threads decode ahead while the compiled model runs in this process."""
+    fm = job.feature_model
+    extractor = Extractor(fm, batch_size=job.batch_size)
+    reader = ImageReader(job.index, fm.input_size, batch_size=job.batch_size, crop_fraction=fm.spec.crop_fraction,
+                         resample=fm.spec.resample, workers=job.workers)
+    empty = {n: np.zeros((0, *s), np.float32) for n, s in zip(fm.layers, fm.shapes)}
+    for start, stop in job.ranges:
+        for batch in reader.iter_range(start, stop):
+            feats = extractor(batch.images) if len(batch.positions) else empty
+            yield batch.positions, feats, batch.errors
+
+
+def _ray_batches(job: EngineJob) -> Iterator[tuple]:
+    # imported only when chosen: the Ray engine needs the optional `ray` extra
+    return importlib.import_module(".ray_engine", __package__).ray_batches(job)
+
+
+ENGINES = {"local": local_batches, "ray": _ray_batches}

@@ -1,0 +1,140 @@
+"""`TrainConfig`: every setting of a training run in one dataclass; `asdict` is the run's config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .. import backend
+from ..backbones.build import check_input_size, normalize_weights
+from ..backbones.registry import get_backbone
+from ..errors import TransferkitError, check_one_of, check_positive_int, did_you_mean
+from .model import Augmentation
+
+STRATEGIES = ("features", "frozen", "finetune")
+OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The settings of one training run (the `transferkit train` options).
+
+    Two runs with equal (resolved) configs are the same run: that is what `--resume` checks.
+
+    Args:
+        data: folder with train/<class>/ and validation/<class>/ (or use `validation_split`), optional test/.
+        model: registry backbone. input_size: default the model's. weights: "imagenet", "none" or a file.
+        strategy: "features", "frozen" or "finetune" (see `train`).
+        epochs: epochs of the head stage; `finetune_epochs` (default `epochs`) of the unfrozen stage.
+        batch_size, learning_rate, optimizer: head-stage training (tutorial defaults: 20, 2e-5, RMSprop).
+        finetune_learning_rate: the unfrozen stage's learning rate.
+        augment / augmentation: image strategies' random transforms (never applied to validation data).
+        hidden, dropout: the dense head.
+        patience: stop after this many epochs without a better validation score (best weights kept).
+        class_weight: "balanced" weights classes by inverse frequency; "none".
+        validation_split: without a validation/ folder, hold out this stratified, seeded fraction of train/.
+        unfreeze_blocks / unfreeze_from: what "finetune" unfreezes (default: the registry's top block(s)).
+        init_from: "finetune" only: a finished "features"/"frozen" run whose head (and base) start the
+            unfrozen stage, which then skips the frozen stage.
+        seed: data order, augmentation and initialisation.
+        precision: "auto", "float32" or "bfloat16".
+
+    Example:
+    >>> cfg = TrainConfig("data/", model="vgg16", input_size=150, strategy="finetune")  # doctest: +SKIP
+    >>> cfg.resolved().finetune_epochs  # doctest: +SKIP
+    30
+    """
+
+    data: str
+    model: str = "vgg16"
+    strategy: str = "features"
+    input_size: int | None = None
+    weights: str = "imagenet"
+    epochs: int = 30
+    finetune_epochs: int | None = None
+    batch_size: int = 20
+    learning_rate: float = 2e-5
+    finetune_learning_rate: float = 1e-5
+    optimizer: str = "rmsprop"
+    augment: bool = True
+    augmentation: Augmentation | None = field(default_factory=Augmentation)
+    hidden: int = 256
+    dropout: float = 0.5
+    patience: int | None = None
+    class_weight: str = "none"
+    validation_split: float | None = None
+    unfreeze_blocks: int | None = None
+    unfreeze_from: str | None = None
+    init_from: str | None = None
+    seed: int = 0
+    precision: str = "auto"
+
+    @classmethod
+    def from_options(cls, data, options: dict, base: "TrainConfig | None" = None) -> "TrainConfig":
+        """`base` (or the defaults) for the folder `data`, with keyword `options` changed; an unknown option
+        is named with close matches."""
+        names = [f.name for f in fields(cls)]
+        for key in options:
+            if key not in names or key == "data":
+                raise TransferkitError(f"Unknown training option {key!r}.{did_you_mean(key, names[1:])} "
+                                       f"Options: {', '.join(names[1:])}.")
+        return dataclasses.replace(base, data=data, **options) if base else cls(data=data, **options)
+
+    @classmethod
+    def from_json(cls, config: dict) -> "TrainConfig":
+        """The config part of a run's config.json (other keys are facts about the run)."""
+        values = {f.name: config[f.name] for f in fields(cls) if f.name in config}
+        if isinstance(values.get("augmentation"), dict):
+            values["augmentation"] = Augmentation(**values["augmentation"])
+        return cls(**values)
+
+    def resolved(self) -> "TrainConfig":
+        """Validated, with defaults filled in from the backbone and the machine (what a run actually uses)."""
+        self.validate()
+        spec = get_backbone(self.model)
+        weights = normalize_weights(self.weights)
+        size = check_input_size(spec, self.input_size, include_top=False, weights=weights)
+        uses_augmentation = self.augment and self.strategy != "features" and self.init_from is None
+        return dataclasses.replace(
+            self, data=str(Path(os.path.expanduser(str(self.data))).resolve()), model=spec.name, input_size=size,
+            weights=weights or "none", finetune_epochs=self.finetune_epochs or self.epochs,
+            augmentation=(self.augmentation or Augmentation()) if uses_augmentation else None,
+            class_weight=self.class_weight or "none",
+            init_from=str(Path(self.init_from).resolve()) if self.init_from is not None else None,
+            precision=backend.resolve_precision(self.precision, spec.cpu_bfloat16))
+
+    def validate(self) -> None:
+        """Raise `TransferkitError` naming the first setting that cannot work."""
+        check_one_of("strategy", self.strategy, STRATEGIES)
+        check_one_of("optimizer", self.optimizer, OPTIMIZERS)
+        check_one_of("class_weight", self.class_weight or "none", CLASS_WEIGHTS)
+        check_one_of("precision", self.precision, backend.PRECISIONS + ("float16",))
+        for arg in ("epochs", "batch_size"):
+            check_positive_int(arg, getattr(self, arg))
+        for arg in ("finetune_epochs", "patience", "unfreeze_blocks"):
+            if getattr(self, arg) is not None:
+                check_positive_int(arg, getattr(self, arg))
+        if isinstance(self.hidden, bool) or not isinstance(self.hidden, int) or self.hidden < 0:
+            raise TransferkitError(f"`hidden` must be an integer >= 0 (0: no hidden layer). Received: "
+                                   f"hidden={self.hidden!r}")
+        for arg in ("learning_rate", "finetune_learning_rate"):
+            _check_number(arg, getattr(self, arg), 0, 10, "a number above 0 (typically 1e-5 to 1e-2)")
+        _check_number("dropout", self.dropout, 0, 1, "a fraction from 0 to below 1", zero_ok=True)
+        if self.validation_split is not None:
+            _check_number("validation_split", self.validation_split, 0, 1, "between 0 and 1 (e.g. 0.2)")
+        if self.init_from is not None and self.strategy != "finetune":
+            raise TransferkitError(f"`init_from` only applies to strategy='finetune'. Received: "
+                                   f"strategy={self.strategy!r}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _check_number(arg: str, value, low: float, high: float, what: str, zero_ok: bool = False) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and (
+        low <= value < high if zero_ok else low < value < high)
+    if not ok:
+        raise TransferkitError(f"`{arg}` must be {what}. Received: {arg}={value!r}")

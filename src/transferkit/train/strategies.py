@@ -1,0 +1,256 @@
+"""The three transfer-learning strategies as named stages: freeze → fit head → unfreeze top blocks → fit slower."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, backend
+from ..backbones.build import weights_identity
+from ..backbones.registry import BackboneSpec, get_backbone
+from ..errors import TransferkitError
+from .config import STRATEGIES, TrainConfig
+from .data import Splits, drop_unreadable, find_splits, make_dataset
+from .heads import compile_classifier
+from .model import build_classifier, export_model, unfreeze_top
+from .run_folder import RunFolder
+from .use import evaluate_model
+
+__all__ = ["STRATEGIES", "TrainResult", "train"]
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced: its folder, the Keras model, merged history and validation metrics."""
+
+    run_dir: Path
+    model: object
+    history: dict
+    metrics: dict
+    config: dict
+    stages: list = field(default_factory=list)
+
+
+@dataclass
+class Job:
+    """What the stages of one run share: its settings, data, folder and the model being trained."""
+
+    cfg: TrainConfig
+    spec: BackboneSpec
+    splits: Splits
+    run: RunFolder
+    runs_root: Path
+    clf: object = None  # augmentation → preprocessing → base → head
+    base: object = None
+    class_weight: dict | None = None
+    quiet: bool = True
+    stages: list = field(default_factory=list)
+
+    def stage(self, label: str, fit, **kwargs) -> None:
+        """Run the next numbered stage (restored instead when a resumed run already finished it)."""
+        number = len(self.stages) + 1
+        self.stages.append(self.run.stage(number, label, self.clf, lambda: fit(self, number, **kwargs)))
+
+
+# --- the strategies -------------------------------------------------------------------------------------------
+
+def features(job: Job) -> None:
+    """Extract the conv base's output once (cached), train the dense head on the arrays."""
+    job.stage("features: fit head on cached features", fit_head_on_features)
+
+
+def frozen(job: Job) -> None:
+    """The base stays frozen (it was built so); the head trains end to end on (augmented) images."""
+    augmented = ", augmented" if job.cfg.augmentation else ""
+    job.stage(f"frozen: fit head, base frozen{augmented}", fit_on_images, learning_rate=job.cfg.learning_rate,
+              epochs=job.cfg.epochs)
+
+
+def finetune(job: Job) -> None:
+    """Train the head with the base frozen (or take it from `init_from`), then unfreeze the top block(s) and
+    train them with the head at the lower `finetune_learning_rate`."""
+    if job.cfg.init_from:
+        start_from_run(job)
+    else:
+        frozen(job)
+    unfrozen = unfreeze_top(job.base, job.spec, blocks=job.cfg.unfreeze_blocks, from_layer=job.cfg.unfreeze_from)
+    job.stage(f"finetune: unfrozen {unfrozen[0]}..{unfrozen[-1]} ({len(unfrozen)} layers)", fit_on_images,
+              learning_rate=job.cfg.finetune_learning_rate, epochs=job.cfg.finetune_epochs)
+
+
+STRATEGY_STAGES = {"features": features, "frozen": frozen, "finetune": finetune}
+
+
+# --- the stages -----------------------------------------------------------------------------------------------
+
+def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int) -> None:
+    """`model.fit` of the whole classifier on decoded images (only its trainable layers move)."""
+    cfg, n_classes = job.cfg, len(job.splits.class_names)
+    compile_classifier(job.clf, n_classes, learning_rate=learning_rate, optimizer=cfg.optimizer)
+    common = dict(crop_fraction=job.spec.crop_fraction, resample=job.spec.resample, binary=n_classes == 2,
+                  batch_size=cfg.batch_size)
+    train_ds = make_dataset(job.splits.train, cfg.input_size, shuffle=True, seed=cfg.seed, **common)
+    val_ds = make_dataset(job.splits.validation, cfg.input_size, shuffle=False, **common)
+    job.clf.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=job.class_weight,
+                callbacks=job.run.callbacks(number, patience=cfg.patience), verbose=0 if job.quiet else 1)
+    job.run.load_best(job.clf, number)
+
+
+def fit_head_on_features(job: Job, number: int) -> None:
+    """`model.fit` of the head alone on the base's output for exactly the images of each split."""
+    from ..extract import extract
+
+    cfg, n_classes = job.cfg, len(job.splits.class_names)
+    layer = job.base.layers[-1].name
+    arrays = {}
+    for split in ("train", "validation"):
+        index = getattr(job.splits, split)
+        fs = extract(index, feature_cache_dir(job.runs_root, cfg, layer, index), model=job.spec, layers=layer,
+                     input_size=cfg.input_size, weights=cfg.weights, precision=cfg.precision, batch_size=32,
+                     quiet=job.quiet)
+        arrays[split] = (fs.matrix, fs.labels.astype("float32" if n_classes == 2 else "int32"))
+    head = job.clf.get_layer("head")
+    compile_classifier(head, n_classes, learning_rate=cfg.learning_rate, optimizer=cfg.optimizer)
+    head.fit(*arrays["train"], validation_data=arrays["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
+             class_weight=job.class_weight, callbacks=job.run.callbacks(number, patience=cfg.patience),
+             verbose=0 if job.quiet else 2)
+    job.run.load_best(head, number)
+
+
+def start_from_run(job: Job) -> None:
+    """Stage 1 of `finetune --init-from RUN`: the head and base weights of a finished run."""
+    import keras
+
+    check_init_run(job.cfg, job.splits.class_names)
+    src = keras.saving.load_model(Path(job.cfg.init_from) / "model.keras", safe_mode=True)
+    job.clf.get_layer("head").set_weights(src.get_layer("head").get_weights())
+    job.base.set_weights(src.get_layer(job.base.name).get_weights())
+    job.stages.append({"stage": f"head and base from {job.cfg.init_from}", "first_epoch": 1, "epochs": 0,
+                       "best_epoch": None, "seconds": 0.0})
+
+
+def feature_cache_dir(runs_root, cfg: TrainConfig, layer: str, index) -> Path:
+    """Where cached conv-base features of one split live: a hash of everything that changes them."""
+    key = json.dumps(["v2", cfg.model, layer, cfg.input_size, weights_identity(cfg.weights), cfg.precision,
+                      backend.name(), str(index.root), index.fingerprint()], sort_keys=True)
+    return Path(runs_root) / ".feature-cache" / f"{cfg.model}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def check_init_run(cfg: TrainConfig, class_names: list[str]) -> None:
+    """A run to start fine-tuning from must be finished and match the model, input size and classes."""
+    run = Path(cfg.init_from)
+    try:
+        config = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise TransferkitError(f"`init_from` must be a finished run folder; cannot read {run / 'config.json'}: "
+                               f"{exc}") from None
+    if not (run / "model.keras").is_file():
+        raise TransferkitError(f"`init_from` run {str(run)!r} has no model.keras (did it finish?).")
+    got = (config.get("model"), config.get("input_size"), config.get("class_names"))
+    if got != (cfg.model, cfg.input_size, class_names):
+        raise TransferkitError(f"`init_from` run {str(run)!r} was trained with model={got[0]!r}, input_size={got[1]}, "
+                               f"classes={got[2]}; this run has model={cfg.model!r}, input_size={cfg.input_size}, "
+                               f"classes={class_names}.")
+
+
+def _class_weights(mode: str, labels: np.ndarray, n_classes: int) -> dict | None:
+    if mode == "none":
+        return None
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    return {c: float(len(labels) / (n_classes * counts[c])) for c in range(n_classes) if counts[c]}
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+
+def train(data, config: TrainConfig | None = None, *, run_dir=None, runs_root="runs", name: str | None = None,
+          overwrite: bool = False, resume: bool = False, quiet: bool = True, **options) -> TrainResult:
+    """Train a classifier on `DATA/train/<class>/` by transfer learning, evaluated on `DATA/validation/`.
+
+    Strategies (the classic cats-vs-dogs tutorial's three):
+      - "features": extract the conv base's output once (cached across runs), train a dense head on it.
+      - "frozen": base frozen, augmentation layers inside the model, trained end to end on images.
+      - "finetune": the "frozen" stage, then the top block(s) unfrozen and trained at `finetune_learning_rate`.
+
+    Args:
+        data: folder with train/ and validation/ (or pass `validation_split`), optional test/.
+        config: a `TrainConfig`; or pass its fields as keyword `options` (model=, strategy=, epochs=, ...).
+        run_dir: the run folder; default `runs_root/name` (name default MODEL-STRATEGY-TIMESTAMP).
+        overwrite: replace an existing run folder of that name.
+        resume: continue an interrupted run of the same name and settings: finished stages are restored and an
+            interrupted stage continues after its last finished epoch, remembering its best epoch.
+        quiet: no Keras progress output.
+
+    Returns:
+        A `TrainResult`; the run folder holds config.json, history.csv, curves.png, model.keras,
+        metrics.json, confusion.png and top_losses.png.
+
+    Example:
+    >>> result = train("cats_and_dogs_small/", model="vgg16", strategy="features", input_size=150)  # doctest: +SKIP
+    >>> result.metrics["accuracy"]
+    0.89
+    """
+    import keras
+
+    cfg = TrainConfig.from_options(data, options, base=config).resolved()
+    spec = get_backbone(cfg.model)
+    splits = find_splits(cfg.data, validation_split=cfg.validation_split, seed=cfg.seed)
+    if cfg.init_from is not None:
+        check_init_run(cfg, splits.class_names)
+    run = RunFolder.create(run_dir, runs_root=runs_root, name=name, default_name=f"{spec.name}-{cfg.strategy}",
+                           overwrite=overwrite, resume=resume)
+    splits.train, bad_train = drop_unreadable(splits.train, cfg.input_size)
+    splits.validation, bad_val = drop_unreadable(splits.validation, cfg.input_size)
+    run.start(cfg, {
+        "weights_identity": weights_identity(cfg.weights), "class_names": splits.class_names,
+        "backend": backend.name(), "preprocessing": spec.preprocessing, "crop_fraction": spec.crop_fraction,
+        "resample": spec.resample, "transferkit_version": __version__, "keras_version": keras.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "counts": {"train": len(splits.train), "validation": len(splits.validation)},
+        "skipped": bad_train + bad_val})
+    if resume and run.finished:
+        return _finished_result(run)
+    keras.utils.set_random_seed(cfg.seed)
+    clf, base = build_classifier(spec, len(splits.class_names), input_size=cfg.input_size, weights=cfg.weights,
+                                 augmentation=cfg.augmentation, hidden=cfg.hidden, dropout=cfg.dropout,
+                                 precision=cfg.precision, seed=cfg.seed)
+    job = Job(cfg, spec, splits, run, Path(runs_root), clf, base, quiet=quiet,
+              class_weight=_class_weights(cfg.class_weight, splits.train.labels, len(splits.class_names)))
+    STRATEGY_STAGES[cfg.strategy](job)
+    return _finish(job)
+
+
+def _finish(job: Job) -> TrainResult:
+    """Save the inference model, evaluate it on the validation images, draw the pictures, tidy the folder."""
+    import keras
+
+    from ..viz.plots import plot_history
+
+    cfg, run = job.cfg, job.run
+    export_model(job.clf, job.base, job.spec, cfg.input_size).save(run.path / "model.keras")
+    model = keras.saving.load_model(run.path / "model.keras", safe_mode=True)
+    metrics = evaluate_model(model, job.splits.validation, job.splits.class_names, size=cfg.input_size,
+                             crop_fraction=job.spec.crop_fraction, resample=job.spec.resample, out_dir=run.path,
+                             batch_size=cfg.batch_size)
+    metrics["stages"] = job.stages
+    metrics["timings"] = {f"stage{i + 1}_s": st["seconds"] for i, st in enumerate(job.stages)}
+    metrics["images_per_second"] = {f"stage{i + 1}": round(len(job.splits.train) * st["epochs"] / st["seconds"], 1)
+                                    for i, st in enumerate(job.stages) if st["epochs"] and st["seconds"]}
+    (run.path / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    history = run.history()  # every epoch, also those of an interrupted run
+    plot_history(history, run.path / "curves.png", title=f"{cfg.model} {cfg.strategy}")
+    run.clean_up()
+    return TrainResult(run.path, model, history, metrics, json.loads(run.config_file.read_text()), job.stages)
+
+
+def _finished_result(run: RunFolder) -> TrainResult:
+    import keras
+
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    model = keras.saving.load_model(run.path / "model.keras", safe_mode=True)
+    return TrainResult(run.path, model, run.history(), metrics, json.loads(run.config_file.read_text()),
+                       metrics.get("stages", []))
