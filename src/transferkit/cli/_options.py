@@ -16,7 +16,10 @@ def add_command(sub, name: str, *, help: str, examples: str, run) -> argparse.Ar
     return parser
 
 
-def add_model(parser, *, positional: bool = False, default: str | None = "vgg16"):
+def add_model(parser, *, positional: bool = False, default: str | None = None):
+    from ..backbones.registry import DEFAULT_MODEL
+
+    default = default or DEFAULT_MODEL
     if positional:
         parser.add_argument("model", metavar="MODEL", help="backbone name (see `transferkit models`)")
     else:
@@ -48,6 +51,20 @@ def add_run_or_model(parser):
     parser.add_argument("run_or_model", metavar="RUN_OR_MODEL", help="a run folder or a .keras file")
     parser.add_argument("--unsafe", action="store_true",
                         help="allow code (Lambda layers) in the model file; only for files you trust")
+
+
+def add_tta(parser):
+    from ..train.use import TTA_MODES
+
+    parser.add_argument("--tta", default="none", choices=TTA_MODES,
+                        help="test-time augmentation: average over the mirrored image (hflip) or all flips "
+                             "(flips: for images whose class survives any flip, e.g. solar cells) (default: none)")
+
+
+def add_features(parser):
+    """FEATURES (an extraction output folder) and the layer to use when it holds several."""
+    parser.add_argument("features", metavar="FEATURES", help="a folder written by `transferkit extract`")
+    parser.add_argument("--layer", default=None, help="which extracted layer (needed when there are several)")
 
 
 def add_quiet(parser):

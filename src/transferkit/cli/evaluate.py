@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._options import add_batch_size, add_command, add_run_or_model, import_keras
+from ._options import add_batch_size, add_command, add_run_or_model, add_tta, import_keras
 
 EXAMPLES = """  transferkit evaluate runs/vgg16-finetune data/test -o eval/
 """
@@ -15,13 +15,15 @@ def register(sub):
     p.add_argument("data", metavar="DATA", help="folder with one sub-folder per class")
     p.add_argument("-o", "--output", default=None, help="folder for metrics.json, confusion.png, top_losses.png")
     add_batch_size(p)
+    add_tta(p)
 
 
 def run(args) -> int:
     import_keras()
     from ..train import evaluate
 
-    m = evaluate(args.run_or_model, args.data, args.output, batch_size=args.batch_size, unsafe=args.unsafe)
+    m = evaluate(args.run_or_model, args.data, args.output, batch_size=args.batch_size, unsafe=args.unsafe,
+                 tta=args.tta)
     print(f"accuracy {m['accuracy']:.1%}, loss {m['loss']:.4f}, n={m['n']}")
     for name, c in m["per_class"].items():
         print(f"  {name:<20} precision {c['precision']:.3f}  recall {c['recall']:.3f}  f1 {c['f1']:.3f}  "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._options import add_batch_size, add_command, add_run_or_model, import_keras
+from ._options import add_batch_size, add_command, add_run_or_model, add_tta, import_keras
 
 EXAMPLES = """  transferkit predict runs/vgg16-finetune new_photos/ -o predictions.csv
   transferkit predict model.keras photo.jpg
@@ -18,13 +18,15 @@ def register(sub):
     p.add_argument("images", metavar="IMAGES", help="a folder of images or one image")
     p.add_argument("-o", "--output", default=None, help="CSV file (default: print to the terminal)")
     add_batch_size(p)
+    add_tta(p)
 
 
 def run(args) -> int:
     import_keras()
     from ..train import predict
 
-    rows, skipped = predict(args.run_or_model, args.images, args.output, batch_size=args.batch_size, unsafe=args.unsafe)
+    rows, skipped = predict(args.run_or_model, args.images, args.output, batch_size=args.batch_size, unsafe=args.unsafe,
+                            tta=args.tta)
     if args.output is None:
         for r in rows:
             print(f"{r['path']}\t{r['predicted']}\t{max(r['probabilities']):.3f}")

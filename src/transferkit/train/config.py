@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import backend
 from ..backbones.build import check_input_size, normalize_weights
-from ..backbones.registry import get_backbone
+from ..backbones.registry import DEFAULT_MODEL, HEAD_POOLINGS, get_backbone
 from ..errors import TransferkitError, check_one_of, check_positive_int, did_you_mean
 from .model import Augmentation
 
@@ -33,6 +33,9 @@ class TrainConfig:
         finetune_learning_rate: the unfrozen stage's learning rate.
         augment / augmentation: image strategies' random transforms (never applied to validation data).
         hidden, dropout: the dense head.
+        layer: the base's layer the head sits on (default: the end of the convolutional base).
+        pooling: how the head turns that map into a vector: "flatten", "avg" or "max" (default: the
+            registry's choice per backbone — flatten for VGG as in the tutorial, avg for the others).
         patience: stop after this many epochs without a better validation score (best weights kept).
         class_weight: "balanced" weights classes by inverse frequency; "none".
         validation_split: without a validation/ folder, hold out this stratified, seeded fraction of train/.
@@ -49,7 +52,7 @@ class TrainConfig:
     """
 
     data: str
-    model: str = "vgg16"
+    model: str = DEFAULT_MODEL
     strategy: str = "features"
     input_size: int | None = None
     weights: str = "imagenet"
@@ -63,6 +66,8 @@ class TrainConfig:
     augmentation: Augmentation | None = field(default_factory=Augmentation)
     hidden: int = 256
     dropout: float = 0.5
+    layer: str | None = None
+    pooling: str | None = None
     patience: int | None = None
     class_weight: str = "none"
     validation_split: float | None = None
@@ -102,7 +107,7 @@ class TrainConfig:
             self, data=str(Path(os.path.expanduser(str(self.data))).resolve()), model=spec.name, input_size=size,
             weights=weights or "none", finetune_epochs=self.finetune_epochs or self.epochs,
             augmentation=(self.augmentation or Augmentation()) if uses_augmentation else None,
-            class_weight=self.class_weight or "none",
+            class_weight=self.class_weight or "none", pooling=self.pooling or spec.head_pooling,
             init_from=str(Path(self.init_from).resolve()) if self.init_from is not None else None,
             precision=backend.resolve_precision(self.precision, spec.cpu_bfloat16))
 
@@ -111,6 +116,8 @@ class TrainConfig:
         check_one_of("strategy", self.strategy, STRATEGIES)
         check_one_of("optimizer", self.optimizer, OPTIMIZERS)
         check_one_of("class_weight", self.class_weight or "none", CLASS_WEIGHTS)
+        if self.pooling is not None:
+            check_one_of("pooling", self.pooling, HEAD_POOLINGS)
         check_one_of("precision", self.precision, backend.PRECISIONS + ("float16",))
         for arg in ("epochs", "batch_size"):
             check_positive_int(arg, getattr(self, arg))

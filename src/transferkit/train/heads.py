@@ -7,14 +7,19 @@ import numpy as np
 from ..errors import TransferkitError
 
 
-def build_head(input_shape, n_classes: int, *, hidden: int = 256, dropout: float = 0.5, name: str = "head"):
-    """A small dense classifier: [Flatten] → Dense(hidden, relu) → Dropout → Dense (sigmoid for 2 classes).
+def build_head(input_shape, n_classes: int, *, hidden: int = 256, dropout: float = 0.5, pooling: str = "flatten",
+               name: str = "head"):
+    """A small dense classifier: [pooling] → `{name}_core`: Dense(hidden, relu) → Dropout → Dense.
+
+    The core is a nested model of its own, so the `features` strategy can fit it on pooled feature vectors
+    extracted once, while the saved classifier pools the base's map with the same layer.
 
     Args:
         input_shape: feature shape without the batch axis, e.g. (4, 4, 512) or (1280,).
         n_classes: number of classes (2 gives one sigmoid unit, as in the cats-vs-dogs tutorial).
         hidden: units of the hidden layer (0 for a linear classifier).
         dropout: dropout rate before the output layer.
+        pooling: for a feature map: "flatten" (the tutorial's), "avg" or "max" (global pooling).
 
     Example:
     >>> head = build_head((4, 4, 512), 2)  # doctest: +SKIP
@@ -24,10 +29,27 @@ def build_head(input_shape, n_classes: int, *, hidden: int = 256, dropout: float
     import keras
     from keras import layers
 
+    from ..backbones.registry import HEAD_POOLINGS
+    from ..errors import check_one_of
+
     if n_classes < 2:
         raise TransferkitError(f"Training needs at least 2 classes. Received: {n_classes} class(es).")
+    check_one_of("pooling", pooling, HEAD_POOLINGS)
     inputs = keras.Input(shape=tuple(input_shape), name=f"{name}_input")
-    x = layers.Flatten(name=f"{name}_flatten")(inputs) if len(input_shape) > 1 else inputs
+    x = inputs
+    if len(input_shape) > 1:
+        pool = {"flatten": layers.Flatten, "avg": layers.GlobalAveragePooling2D, "max": layers.GlobalMaxPooling2D}
+        x = pool[pooling](name=f"{name}_{pooling}_pool" if pooling != "flatten" else f"{name}_flatten")(x)
+    core = _head_core(int(x.shape[-1]), n_classes, hidden=hidden, dropout=dropout, name=f"{name}_core")
+    return keras.Model(inputs, core(x), name=name)
+
+
+def _head_core(width: int, n_classes: int, *, hidden: int, dropout: float, name: str):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(width,), name=f"{name}_input")
+    x = inputs
     if hidden:
         x = layers.Dense(hidden, activation="relu", name=f"{name}_dense")(x)
     if dropout:

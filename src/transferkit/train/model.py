@@ -22,6 +22,7 @@ class Augmentation:
     shear: float = 0.2
     zoom: float = 0.2
     horizontal_flip: bool = True
+    vertical_flip: bool = False  # for images without an up (cells, cells in microscopy, satellite tiles)
 
     def layers(self, seed: int = 0):
         from keras import layers
@@ -38,8 +39,10 @@ class Augmentation:
                                           name="aug_shear"))
         if self.zoom:
             out.append(layers.RandomZoom(self.zoom, fill_mode="nearest", seed=seed + 3, name="aug_zoom"))
-        if self.horizontal_flip:
-            out.append(layers.RandomFlip("horizontal", seed=seed + 4, name="aug_flip"))
+        flip = {(True, False): "horizontal", (False, True): "vertical",
+                (True, True): "horizontal_and_vertical"}.get((self.horizontal_flip, self.vertical_flip))
+        if flip:
+            out.append(layers.RandomFlip(flip, seed=seed + 4, name="aug_flip"))
         return out
 
     def to_dict(self) -> dict:
@@ -61,8 +64,12 @@ def preprocessing_layer(spec: BackboneSpec):
 
 def build_classifier(spec: BackboneSpec, n_classes: int, *, input_size: int, weights="imagenet",
                      augmentation: Augmentation | None = None, hidden: int = 256, dropout: float = 0.5,
-                     precision: str = "float32", seed: int = 0):
+                     pooling: str | None = None, layer: str | None = None, precision: str = "float32", seed: int = 0):
     """Input (raw RGB 0–255) → [augmentation] → preprocessing → base (inference mode) → head.
+
+    Args:
+        pooling: how the head turns the base's map into a vector (default: the registry's `head_pooling`).
+        layer: cut the base at this layer (default: the end of the convolutional base).
 
     Returns:
         (model, base): the base is the nested backbone, frozen (`trainable=False`).
@@ -73,6 +80,13 @@ def build_classifier(spec: BackboneSpec, n_classes: int, *, input_size: int, wei
 
     base = build_model(spec, include_top=False, weights=weights, input_size=input_size, precision=precision,
                        seed=seed)
+    if layer is not None:
+        names = [la.name for la in base.layers]
+        if layer not in names:
+            raise TransferkitError(f"`layer` must be a layer of {spec.name}'s convolutional base. Received: "
+                                   f"layer={layer!r}.{did_you_mean(layer, names)} Run `transferkit layers "
+                                   f"{spec.name}` to list them.")
+        base = keras.Model(base.inputs, base.get_layer(layer).output, name=base.name)
     base.trainable = False
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = inputs
@@ -81,7 +95,8 @@ def build_classifier(spec: BackboneSpec, n_classes: int, *, input_size: int, wei
     x = preprocessing_layer(spec)(x)
     x = base(x, training=False)  # BatchNorm in inference mode, also when the base is unfrozen later
     with backend.dtype_policy(precision):  # the outer model too: compile() adds loss scaling for float16
-        head = build_head(tuple(base.output.shape[1:]), n_classes, hidden=hidden, dropout=dropout)
+        head = build_head(tuple(base.output.shape[1:]), n_classes, hidden=hidden, dropout=dropout,
+                          pooling=pooling or spec.head_pooling)
         outputs = head(x)
         return keras.Model(inputs, outputs, name=f"{spec.name}_classifier"), base
 
@@ -104,7 +119,7 @@ def unfreeze_top(base, spec: BackboneSpec, *, blocks: int | None = None, from_la
                                    f"unfreeze_from={from_layer!r}.{did_you_mean(from_layer, names)}")
         start = names.index(from_layer)
     else:
-        block_outputs = resolve_blocks(spec, base)
+        block_outputs = [b for b in resolve_blocks(spec, base) if b in names]  # a cut base has fewer
         n = spec.finetune_blocks if blocks is None else blocks
         if not 1 <= n < len(block_outputs):
             raise TransferkitError(f"`unfreeze_blocks` must be from 1 to {len(block_outputs) - 1} for {spec.name} "
@@ -121,15 +136,11 @@ def unfreeze_top(base, spec: BackboneSpec, *, blocks: int | None = None, from_la
 
 
 def export_model(clf, base, spec: BackboneSpec, size: int):
-    """The inference model saved as model.keras: preprocessing → base → head, without augmentation layers
-    and without optimizer state (a head fitted on its own would carry its optimizer into the file)."""
+    """The inference model saved as model.keras: preprocessing → base → head, without augmentation layers."""
     import keras
 
     inputs = keras.Input((size, size, 3), name="image")
     x = clf.get_layer("preprocess")(inputs) if "preprocess" in [la.name for la in clf.layers] else (
         preprocessing_layer(spec)(inputs))
     x = base(x, training=False)
-    trained = clf.get_layer("head")
-    head = keras.Model.from_config(trained.get_config())
-    head.set_weights(trained.get_weights())
-    return keras.Model(inputs, head(x), name=f"{spec.name}_classifier")
+    return keras.Model(inputs, clf.get_layer("head")(x), name=f"{spec.name}_classifier")

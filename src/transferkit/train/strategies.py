@@ -103,6 +103,8 @@ def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int) -
 
 def fit_head_on_features(job: Job, number: int) -> None:
     """`model.fit` of the head alone on the base's output for exactly the images of each split."""
+    import keras
+
     from ..extract import extract
 
     cfg, n_classes = job.cfg, len(job.splits.class_names)
@@ -110,16 +112,19 @@ def fit_head_on_features(job: Job, number: int) -> None:
     arrays = {}
     for split in ("train", "validation"):
         index = getattr(job.splits, split)
+        # pooled as the head pools (Flatten and "flatten" share the h, w, c order), so only the core trains here
         fs = extract(index, feature_cache_dir(job.runs_root, cfg, layer, index), model=job.spec, layers=layer,
-                     input_size=cfg.input_size, weights=cfg.weights, precision=cfg.precision, batch_size=32,
-                     quiet=job.quiet)
+                     pooling=cfg.pooling, input_size=cfg.input_size, weights=cfg.weights, precision=cfg.precision,
+                     batch_size=32, quiet=job.quiet)
         arrays[split] = (fs.matrix, fs.labels.astype("float32" if n_classes == 2 else "int32"))
-    head = job.clf.get_layer("head")
-    compile_classifier(head, n_classes, learning_rate=cfg.learning_rate, optimizer=cfg.optimizer)
-    head.fit(*arrays["train"], validation_data=arrays["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
-             class_weight=job.class_weight, callbacks=job.run.callbacks(number, patience=cfg.patience),
-             verbose=0 if job.quiet else 2)
-    job.run.load_best(head, number)
+    core = job.clf.get_layer("head").get_layer("head_core")
+    # a wrapper sharing the core's layers holds the optimizer, so none is saved inside model.keras
+    trainer = compile_classifier(keras.Model(core.inputs, core.outputs, name="head_trainer"), n_classes,
+                                 learning_rate=cfg.learning_rate, optimizer=cfg.optimizer)
+    trainer.fit(*arrays["train"], validation_data=arrays["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
+                class_weight=job.class_weight, callbacks=job.run.callbacks(number, patience=cfg.patience),
+                verbose=0 if job.quiet else 2)
+    job.run.load_best(trainer, number)
 
 
 def start_from_run(job: Job) -> None:
@@ -136,8 +141,8 @@ def start_from_run(job: Job) -> None:
 
 def feature_cache_dir(runs_root, cfg: TrainConfig, layer: str, index) -> Path:
     """Where cached conv-base features of one split live: a hash of everything that changes them."""
-    key = json.dumps(["v2", cfg.model, layer, cfg.input_size, weights_identity(cfg.weights), cfg.precision,
-                      backend.name(), str(index.root), index.fingerprint()], sort_keys=True)
+    key = json.dumps(["v2", cfg.model, layer, cfg.pooling, cfg.input_size, weights_identity(cfg.weights),
+                      cfg.precision, backend.name(), str(index.root), index.fingerprint()], sort_keys=True)
     return Path(runs_root) / ".feature-cache" / f"{cfg.model}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
@@ -217,7 +222,7 @@ def train(data, config: TrainConfig | None = None, *, run_dir=None, runs_root="r
     keras.utils.set_random_seed(cfg.seed)
     clf, base = build_classifier(spec, len(splits.class_names), input_size=cfg.input_size, weights=cfg.weights,
                                  augmentation=cfg.augmentation, hidden=cfg.hidden, dropout=cfg.dropout,
-                                 precision=cfg.precision, seed=cfg.seed)
+                                 pooling=cfg.pooling, layer=cfg.layer, precision=cfg.precision, seed=cfg.seed)
     job = Job(cfg, spec, splits, run, Path(runs_root), clf, base, quiet=quiet,
               class_weight=_class_weights(cfg.class_weight, splits.train.labels, len(splits.class_names)))
     STRATEGY_STAGES[cfg.strategy](job)

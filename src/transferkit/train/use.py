@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from ..data.folder import index_images
-from ..errors import TransferkitError
+from ..errors import TransferkitError, check_one_of
 from ..extract.reader import ImageReader
 from .metrics import classification_metrics, probabilities_2d
+
+TTA_MODES = ("none", "hflip", "flips")
 
 
 def load_run(run_or_model, *, unsafe: bool = False):
@@ -55,8 +57,12 @@ def load_run(run_or_model, *, unsafe: bool = False):
     return model, info
 
 
-def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: bool = False):
+def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: bool = False, tta: str = "none"):
     """Predict the class of every image; optionally write a CSV (path, predicted class, one probability per class).
+
+    Args:
+        tta: test-time augmentation: "none", "hflip" (average with the mirrored image) or "flips" (also
+            upside down and both; for images whose label survives any flip).
 
     Returns:
         (rows, skipped): rows are dicts with "path", "predicted", "probabilities".
@@ -67,7 +73,7 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
     model, info = load_run(run_or_model, unsafe=unsafe)
     index = index_images(images, labels="none")
     positions, probs, skipped = predict_index(model, index, size=info["input_size"], batch_size=batch_size,
-                                              crop_fraction=info["crop_fraction"], resample=info["resample"])
+                                              crop_fraction=info["crop_fraction"], resample=info["resample"], tta=tta)
     names = info["class_names"]
     rows = [{"path": index.paths[p], "predicted": names[int(np.argmax(pr))], "probabilities": pr.tolist()}
             for p, pr in zip(positions, probs)]
@@ -80,10 +86,11 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
     return rows, skipped
 
 
-def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32, unsafe: bool = False) -> dict:
+def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32, unsafe: bool = False,
+             tta: str = "none") -> dict:
     """Accuracy, loss, per-class precision/recall/F1 and confusion matrix on a labelled `<class>/` folder.
 
-    With `out_dir`, also writes metrics.json, confusion.png and top_losses.png there.
+    With `out_dir`, also writes metrics.json, confusion.png and top_losses.png there; `tta` as in `predict`.
     """
     model, info = load_run(run_or_model, unsafe=unsafe)
     index = index_images(data, class_names=info["class_names"])
@@ -91,14 +98,29 @@ def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32, unsafe: 
         raise TransferkitError(f"{str(data)!r} has no class sub-folders to evaluate against.")
     metrics = evaluate_model(model, index, info["class_names"], size=info["input_size"],
                              crop_fraction=info["crop_fraction"], resample=info["resample"], out_dir=out_dir,
-                             batch_size=batch_size)
+                             batch_size=batch_size, tta=tta)
     if out_dir is not None:
         (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
 
 
-def predict_index(model, index, *, size: int, batch_size: int = 32, crop_fraction=None, resample="bilinear"):
-    """Class probabilities (n, n_classes) of the images of `index`, plus the skipped files."""
+def tta_views(images: np.ndarray, tta: str = "none") -> list[np.ndarray]:
+    """The test-time-augmentation views of a (n, h, w, 3) batch: "none", "hflip" (+ mirrored), or "flips"
+    (+ mirrored, upside down, both: for images whose label survives any flip)."""
+    check_one_of("tta", tta, TTA_MODES)
+    views = [images]
+    if tta in ("hflip", "flips"):
+        views.append(images[:, :, ::-1])
+    if tta == "flips":
+        views += [images[:, ::-1], images[:, ::-1, ::-1]]
+    return views
+
+
+def predict_index(model, index, *, size: int, batch_size: int = 32, crop_fraction=None, resample="bilinear",
+                  tta: str = "none"):
+    """Class probabilities (n, n_classes) of the images of `index` (averaged over the `tta` views), plus the
+    skipped files."""
+    check_one_of("tta", tta, TTA_MODES)
     reader = ImageReader(index, size, batch_size=batch_size, crop_fraction=crop_fraction, resample=resample)
     positions, probs, skipped = [], [], []
     for batch in reader.iter_range(0, len(index)):
@@ -107,7 +129,9 @@ def predict_index(model, index, *, size: int, batch_size: int = 32, crop_fractio
             x = batch.images.astype("float32")
             if n < batch_size:  # one input shape for the compiled predict function
                 x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), "float32")])
-            probs.append(probabilities_2d(np.asarray(model.predict_on_batch(x))[:n]))
+            views = [probabilities_2d(np.asarray(model.predict_on_batch(np.ascontiguousarray(v)))[:n])
+                     for v in tta_views(x, tta)]
+            probs.append(np.mean(views, axis=0))
             positions.append(batch.positions)
         skipped += [{"path": index.paths[i], "reason": r} for i, r in batch.errors]
     if not probs:
@@ -116,14 +140,15 @@ def predict_index(model, index, *, size: int, batch_size: int = 32, crop_fractio
 
 
 def evaluate_model(model, index, class_names, *, size=None, crop_fraction=None, resample="bilinear", out_dir=None,
-                   batch_size=32) -> dict:
+                   batch_size=32, tta: str = "none") -> dict:
     """Metrics of `model` on a labelled index; with `out_dir`, also confusion.png and top_losses.png."""
     size = size or int(model.inputs[0].shape[1])
     positions, probs, skipped = predict_index(model, index, size=size, batch_size=batch_size,
-                                              crop_fraction=crop_fraction, resample=resample)
+                                              crop_fraction=crop_fraction, resample=resample, tta=tta)
     labels = index.labels[positions]
     metrics = classification_metrics(probs, labels, class_names)
     metrics["skipped"] = skipped
+    metrics["tta"] = tta
     if out_dir is not None:
         from ..viz.plots import plot_confusion, plot_top_losses
 

