@@ -45,6 +45,16 @@ def make_split_folder(root: Path, counts: dict[str, int], classes: list[str], si
     return root
 
 
+def load_example(name: str):
+    """Import `examples/<name>.py` as a module (the examples are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, HERE.parent / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def randomize_batchnorm(model, seed: int = 0) -> int:
     """Give every BatchNormalization layer random statistics (weights=None leaves them at 0/1); returns the count."""
     import keras

@@ -19,6 +19,11 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     for name in ("digits_curves.png", "filters_stem_conv.png", "feature_maps/block2b_add.png", "digits_head.keras",
                  "gradcam_chelsea.png", "digits_embedding.png"):
         assert (out / name).stat().st_size > 1000, name
+    groups = sorted(sorted(p for p, _ in g) for g in result["duplicates"].groups)
+    assert groups == [["chelsea.png", "chelsea_crop.png", "chelsea_mirrored.png"],
+                      ["coffee.png", "coffee_brighter.png", "coffee_q40.jpg"],
+                      ["motorcycle_left.png", "motorcycle_right.png"]]  # a stereo pair: the same scene, shifted
+    assert result["explore"].stat().st_size > 10000
     from PIL import Image
     import numpy as np
 

@@ -1,25 +1,15 @@
 """The cats-vs-dogs example's data path and table, on a small generated folder of the same layout."""
 
-import importlib.util
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
-from conftest import make_image
+from conftest import load_example, make_image
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "cats_vs_dogs.py"
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("cats_vs_dogs", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_zip_layout_is_prepared_and_trained(tmp_path, capsys):
-    ex = load_example()
+    ex = load_example("cats_vs_dogs")
     rng = np.random.default_rng(0)
     src = tmp_path / "src" / "cats_and_dogs_filtered"
     for split, n in (("train", 12), ("validation", 6)):
@@ -44,7 +34,7 @@ def test_offline_download_says_so(tmp_path, monkeypatch):
 
     import pytest
 
-    ex = load_example()
+    ex = load_example("cats_vs_dogs")
 
     def offline(*a, **k):
         raise OSError("no network")

@@ -1,7 +1,6 @@
 """The ELPV example's data preparation (the paper's stratified split) on a tiny fake wheel; no download."""
 
 import csv
-import importlib.util
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -9,14 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "elpv.py"
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("elpv_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_example
 
 
 def fake_wheel(path: Path, per_stratum: int = 8) -> Path:
@@ -40,7 +32,7 @@ def fake_wheel(path: Path, per_stratum: int = 8) -> Path:
 
 
 def test_paper_split_is_stratified_seeded_and_complete(tmp_path):
-    ex = load_example()
+    ex = load_example("elpv")
     source = ex.Source(fake_wheel(tmp_path / "elpv_dataset-1.0.0-py3-none-any.whl"))
     rows = source.labels()
     assert len(rows) == 64
@@ -53,7 +45,7 @@ def test_paper_split_is_stratified_seeded_and_complete(tmp_path):
 
 
 def test_prepare_writes_both_tasks_as_class_folders(tmp_path):
-    ex = load_example()
+    ex = load_example("elpv")
     source = ex.Source(fake_wheel(tmp_path / "w.whl"))
     four = ex.prepare(source, tmp_path / "data", "4class")
     binary = ex.prepare(source, tmp_path / "data", "binary")
@@ -73,7 +65,7 @@ def test_prepare_writes_both_tasks_as_class_folders(tmp_path):
 
 
 def test_table_runs_on_the_prepared_folder(tmp_path, capsys):
-    ex = load_example()
+    ex = load_example("elpv")
     data = ex.prepare(ex.Source(fake_wheel(tmp_path / "w.whl")), tmp_path / "data", "binary")
     rows = ex.run_table(data, task="binary", strategies=["linear", "features"], model="tiny_test", input_size=None,
                         runs=tmp_path / "runs", quick=True, weights="none", precision="float32")

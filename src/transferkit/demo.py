@@ -34,6 +34,20 @@ def write_photos(folder: Path) -> Path:
     return folder
 
 
+def write_edited_copies(photos: Path, folder: Path) -> Path:
+    """The photos plus edited copies of two of them (mirrored, cropped and resized, JPEG quality 40, brighter)."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    shutil.copytree(photos, folder, dirs_exist_ok=True)
+    cat, coffee = Image.open(photos / "chelsea.png").convert("RGB"), Image.open(photos / "coffee.png").convert("RGB")
+    ImageOps.mirror(cat).save(folder / "chelsea_mirrored.png")
+    w, h = cat.size
+    cat.crop((w // 20, h // 20, w - w // 20, h - h // 20)).resize((w // 2, h // 2)).save(folder / "chelsea_crop.png")
+    coffee.save(folder / "coffee_q40.jpg", quality=40)
+    ImageEnhance.Brightness(coffee).enhance(1.25).save(folder / "coffee_brighter.png")
+    return folder
+
+
 def write_digits(folder: Path, *, size: int = 32, validation: float = 0.25, seed: int = 0) -> Path:
     """Write scikit-learn's 1,797 handwritten digits as a `train/ validation/ <digit>/` PNG folder."""
     from PIL import Image
@@ -62,10 +76,11 @@ def run_demo(out, *, digits_input_size: int = 96, epochs: int = 40, precision: s
        (features strategy) and writes its accuracy/loss curves.
     3. Writes a conv-filter grid and feature-map grids for one photo.
     """
-    from .extract.imagenet import predict_imagenet
-    from .extract import extract
-    from .train import fit_head
     from . import pictures as viz
+    from .extract import extract
+    from .extract.imagenet import predict_imagenet
+    from .search import explore
+    from .train import fit_head
     from .viz import plot_history
 
     out = Path(out)
@@ -81,13 +96,10 @@ def run_demo(out, *, digits_input_size: int = 96, epochs: int = 40, precision: s
         f"({fs.manifest['settings']['precision']}) -> {out / 'photo_features'}")
     rows, _ = predict_imagenet(photos, model=MODEL, top=3, precision=precision)
     top3 = {path: best for path, best in rows}
-    unit = fs.matrix / np.linalg.norm(fs.matrix, axis=1, keepdims=True)
-    sim = unit @ unit.T
-    np.fill_diagonal(sim, -np.inf)
-    for i, path in enumerate(fs.paths):
-        j = int(np.argmax(sim[i]))
+    nearest = {m.query: m for m in fs.similar(fs.paths, k=1)[0]}
+    for path in fs.paths:
         labels = "; ".join(f"{name.split(',')[0]} {p:.0%}" for _, name, p in top3[path])
-        say(f"  {path:<22} top-3: {labels:<58} nearest: {fs.paths[j]} (cos {sim[i, j]:.2f})")
+        say(f"  {path:<22} top-3: {labels:<58} nearest: {nearest[path].path} (cos {nearest[path].similarity:.2f})")
 
     say(f"\n== 2. Transfer learning on scikit-learn's handwritten digits ({MODEL} features + dense head)")
     data = write_digits(out / "digits")
@@ -115,8 +127,20 @@ def run_demo(out, *, digits_input_size: int = 96, epochs: int = 40, precision: s
     say(f"feature maps -> {', '.join(str(p) for p in maps)}")
     say(f"Grad-CAM ({cam_class.split(',')[0]}, {cam_prob:.0%}) -> {cam}")
     say(f"digit features, PCA -> {emb}")
+
+    say("\n== 4. Search: near-duplicates among the photos and edited copies of two of them")
+    edited = write_edited_copies(photos, out / "photos_and_copies")
+    found = extract(edited, out / "search_features", model=MODEL, layers="avg_pool", precision=precision,
+                    quiet=quiet, overwrite=True)
+    groups = found.duplicates()
+    for n, group in enumerate(groups.groups, 1):
+        say(f"  group {n}: " + ", ".join(f"{path} ({sim:.2f})" for path, sim in group))
+    say(f"  {groups.summary()}")
+    page = explore(out / "search_features", out / "explore.html")
+    say(f"browse them -> {page}")
     say(f"\nDone in {time.time() - t0:.0f} s. Everything is in: {out.resolve()}")
-    return {"photo_features": fs, "top3": top3, "val_accuracy": val_acc, "history": history, "out": out}
+    return {"photo_features": fs, "top3": top3, "val_accuracy": val_acc, "history": history, "out": out,
+            "duplicates": groups, "explore": page}
 
 
 def default_out() -> str:

@@ -6,13 +6,14 @@ import csv
 
 from ._options import add_command, add_features, import_keras
 
-EXAMPLES = """  transferkit duplicates features/                       # default threshold 0.9
+EXAMPLES = """  transferkit duplicates features/                       # default threshold 0.85
   transferkit duplicates features/ --threshold 0.95 -o groups.csv
 
-Images whose features have cosine similarity >= THRESHOLD are grouped (transitively). The default 0.9 was
-measured with EfficientNet-Lite0 avg_pool on real photos: mirrored, cropped, resized, recompressed and
-brightened copies score >= 0.93 against their original, different photos <= 0.80 (docs/search.md); other
-models and layers may want another threshold. CSV columns: group, path, similarity (to the group's first member).
+Images whose features have cosine similarity >= THRESHOLD are grouped (transitively). The default 0.85 was
+measured with EfficientNet-Lite0 avg_pool on real photos (bench/duplicate_threshold.py): every mirrored,
+5 %-cropped, half-size, brightened and JPEG-quality-30 copy scored >= 0.856 against its original, different
+photos <= 0.40; greyscale copies can fall below (0.72). Other models and layers may want another threshold.
+CSV columns: group, path, similarity (to the group's first member).
 """
 
 

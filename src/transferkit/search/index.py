@@ -40,7 +40,8 @@ def _faiss():
 
 def normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (float32, flattened), so inner product = cosine similarity."""
-    x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    x = np.asarray(x, dtype=np.float32)
+    x = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
 
