@@ -11,9 +11,10 @@ from .data import index_images, load_image  # noqa: E402
 from .errors import TransferkitError  # noqa: E402
 from .extract import FeatureSet, extract, load_features  # noqa: E402
 from .train import TrainConfig, evaluate, predict, train  # noqa: E402
+from .train.export import export  # noqa: E402
 
 __all__ = [
     "BackboneSpec", "FeatureSet", "TrainConfig", "TransferkitError", "__version__", "build_feature_model",
-    "evaluate", "extract", "get_backbone", "index_images", "list_backbones", "load_features", "load_image",
+    "evaluate", "export", "extract", "get_backbone", "index_images", "list_backbones", "load_features", "load_image",
     "predict", "register_backbone", "train",
 ]

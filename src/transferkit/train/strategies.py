@@ -18,6 +18,7 @@ from .config import STRATEGIES, TrainConfig
 from .data import Splits, drop_unreadable, find_splits, make_dataset
 from .heads import compile_classifier
 from .model import build_classifier, export_model, unfreeze_top
+from .report import write_report
 from .run_folder import RunFolder
 from .use import evaluate_model
 
@@ -50,6 +51,7 @@ class Job:
     class_weight: dict | None = None
     quiet: bool = True
     stages: list = field(default_factory=list)
+    feature_cache: dict = field(default_factory=dict)  # split -> folder, for the report's embedding map
 
     def stage(self, label: str, fit, **kwargs) -> None:
         """Run the next numbered stage (restored instead when a resumed run already finished it)."""
@@ -113,7 +115,8 @@ def fit_head_on_features(job: Job, number: int) -> None:
     for split in ("train", "validation"):
         index = getattr(job.splits, split)
         # pooled as the head pools (Flatten and "flatten" share the h, w, c order), so only the core trains here
-        fs = extract(index, feature_cache_dir(job.runs_root, cfg, layer, index), model=job.spec, layers=layer,
+        job.feature_cache[split] = str(feature_cache_dir(job.runs_root, cfg, layer, index).resolve())
+        fs = extract(index, job.feature_cache[split], model=job.spec, layers=layer,
                      pooling=cfg.pooling, input_size=cfg.input_size, weights=cfg.weights, precision=cfg.precision,
                      batch_size=32, quiet=job.quiet)
         arrays[split] = (fs.matrix, fs.labels.astype("float32" if n_classes == 2 else "int32"))
@@ -242,12 +245,15 @@ def _finish(job: Job) -> TrainResult:
                              crop_fraction=job.spec.crop_fraction, resample=job.spec.resample, out_dir=run.path,
                              batch_size=cfg.batch_size)
     metrics["stages"] = job.stages
+    if job.feature_cache:
+        metrics["feature_cache"] = job.feature_cache
     metrics["timings"] = {f"stage{i + 1}_s": st["seconds"] for i, st in enumerate(job.stages)}
     metrics["images_per_second"] = {f"stage{i + 1}": round(len(job.splits.train) * st["epochs"] / st["seconds"], 1)
                                     for i, st in enumerate(job.stages) if st["epochs"] and st["seconds"]}
     (run.path / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     history = run.history()  # every epoch, also those of an interrupted run
     plot_history(history, run.path / "curves.png", title=f"{cfg.model} {cfg.strategy}")
+    write_report(run.path)
     run.clean_up()
     return TrainResult(run.path, model, history, metrics, json.loads(run.config_file.read_text()), job.stages)
 

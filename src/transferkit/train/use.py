@@ -78,11 +78,7 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
     rows = [{"path": index.paths[p], "predicted": names[int(np.argmax(pr))], "probabilities": pr.tolist()}
             for p, pr in zip(positions, probs)]
     if output is not None:
-        with open(output, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", "predicted", *[f"p_{n}" for n in names]])
-            for r in rows:
-                writer.writerow([r["path"], r["predicted"], *[f"{p:.6f}" for p in r["probabilities"]]])
+        write_predictions(output, [r["path"] for r in rows], probs, None, names)
     return rows, skipped
 
 
@@ -152,7 +148,23 @@ def evaluate_model(model, index, class_names, *, size=None, crop_fraction=None, 
     if out_dir is not None:
         from ..viz.plots import plot_confusion, plot_top_losses
 
+        write_predictions(Path(out_dir) / "predictions.csv", [index.paths[i] for i in positions], probs, labels,
+                          class_names)
         plot_confusion(metrics, Path(out_dir) / "confusion.png")
         plot_top_losses(probs, labels, [index.paths[i] for i in positions], index.root, class_names,
                         Path(out_dir) / "top_losses.png")
     return metrics
+
+
+def write_predictions(path, paths: list[str], probs: np.ndarray, labels: np.ndarray | None, class_names) -> Path:
+    """One row per image: path, [true class,] predicted class, [its loss,] one probability per class."""
+    labelled = labels is not None
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", *(["true"] if labelled else []), "predicted", *(["loss"] if labelled else []),
+                         *[f"p_{n}" for n in class_names]])
+        for i, (p, pr) in enumerate(zip(paths, probs)):
+            truth = [class_names[int(labels[i])]] if labelled else []
+            loss = [f"{-np.log(max(float(pr[int(labels[i])]), 1e-7)):.6f}"] if labelled else []
+            writer.writerow([p, *truth, class_names[int(np.argmax(pr))], *loss, *[f"{v:.6f}" for v in pr]])
+    return Path(path)

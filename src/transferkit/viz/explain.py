@@ -104,6 +104,18 @@ def gradcam(model, image: np.ndarray, class_index: int | None = None) -> tuple[n
     return cam, class_index, float(p2[class_index])
 
 
+def gradcam_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The image with the Grad-CAM heat map (jet colours) blended on top, uint8 (h, w, 3)."""
+    from PIL import Image
+
+    from .plots import _plt
+
+    h, w = image.shape[:2]
+    heat = np.asarray(Image.fromarray((cam * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR)) / 255
+    colour = _plt().get_cmap("jet")(heat)[..., :3] * 255
+    return ((1 - alpha) * image.astype(np.float32) + alpha * colour).clip(0, 255).astype(np.uint8)
+
+
 def plot_gradcam(image: np.ndarray, cam: np.ndarray, path, title: str) -> Path:
     """The image, the heat map and their overlay side by side."""
     from PIL import Image

@@ -1,0 +1,163 @@
+"""`report.html`: one self-contained page that shows what a training run learned — settings, curves, per-class
+scores, confusion matrix, the worst mistakes with Grad-CAM, and (features runs) a map of the validation features."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TransferkitError
+
+TOP_LOSSES = 6
+CONFIG_ROWS = ("model", "strategy", "input_size", "weights", "pooling", "layer", "epochs", "finetune_epochs",
+               "batch_size", "learning_rate", "finetune_learning_rate", "optimizer", "class_weight",
+               "validation_split", "precision", "seed", "backend", "created", "transferkit_version")
+
+
+def _png(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode() if Path(path).is_file() else ""
+
+
+def _img_tag(src: str, alt: str, width: int | None = None) -> str:
+    if not src:
+        return f"<p class='missing'>({html.escape(alt)} not available)</p>"
+    w = f" width='{width}'" if width else ""
+    return f"<img src='{src}' alt='{html.escape(alt)}'{w}>"
+
+
+def _gradcam_overlay(model, image: np.ndarray, class_index: int) -> str:
+    """The image with its Grad-CAM heat map blended on top, as a PNG data URL."""
+    from PIL import Image
+
+    from ..viz.explain import gradcam, gradcam_overlay
+
+    cam, _, _ = gradcam(model, image.astype("float32"), class_index)
+    blended = gradcam_overlay(image, cam)
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate([image.astype(np.uint8), blended], axis=1)).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _top_losses(run: Path, config: dict, model, size: int) -> list[dict]:
+    """The validation images with the highest loss, from predictions.csv, each with a Grad-CAM overlay."""
+    from ..data.decode import DecodeError, load_image
+    from .data import find_splits
+
+    preds = run / "predictions.csv"
+    if not preds.is_file():
+        return []
+    with open(preds, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("loss")]
+    rows.sort(key=lambda r: -float(r["loss"]))
+    try:
+        root = find_splits(config["data"], validation_split=config.get("validation_split"),
+                           seed=config.get("seed", 0)).validation.root
+    except (TransferkitError, KeyError, OSError):
+        return []
+    names = config["class_names"]
+    out = []
+    for r in rows[:TOP_LOSSES]:
+        try:
+            image = load_image(str(root / r["path"]), size, crop_fraction=config.get("crop_fraction"),
+                               resample=config.get("resample", "bilinear"))
+        except DecodeError:
+            continue
+        predicted = names.index(r["predicted"])
+        out.append({"path": r["path"], "true": r["true"], "predicted": r["predicted"],
+                    "probability": float(r[f"p_{r['predicted']}"]), "loss": float(r["loss"]),
+                    "picture": _gradcam_overlay(model, image, predicted)})
+    return out
+
+
+def _embedding(run: Path, metrics: dict) -> str:
+    from ..viz.explain import plot_embedding
+
+    cache = (metrics.get("feature_cache") or {}).get("validation")
+    if not cache or not Path(cache).is_dir():
+        return ""
+    try:
+        return _png(plot_embedding(cache, run / "embedding.png"))
+    except TransferkitError:
+        return ""
+
+
+def write_report(run) -> Path:
+    """Write `RUN/report.html` for a finished run (also runs written before reports existed).
+
+    Example:
+    >>> write_report("runs/vgg16-finetune")  # doctest: +SKIP
+    PosixPath('runs/vgg16-finetune/report.html')
+    """
+    import keras
+
+    run = Path(run)
+    try:
+        config = json.loads((run / "config.json").read_text())
+        metrics = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        raise TransferkitError(f"{str(run)!r} is not a finished run folder (config.json and metrics.json are "
+                               "needed; train it to the end, or pass another folder).") from None
+    curves = run / "curves.png"
+    if not curves.is_file() and (run / "history.csv").is_file():
+        from ..viz.plots import plot_history
+        from .run_folder import read_history_csv
+
+        plot_history(read_history_csv(run / "history.csv"), curves, title=run.name)
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    size = int(model.inputs[0].shape[1])
+    losses = _top_losses(run, config, model, size)
+    embedding = _embedding(run, metrics) if config.get("strategy") == "features" else ""
+    esc = html.escape
+    settings = "".join(f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(config.get(k)))}</td></tr>" for k in CONFIG_ROWS
+                       if k in config)
+    stages = "".join(
+        f"<tr><td>{esc(str(st.get('stage')))}</td><td>{st.get('epochs')}</td><td>{st.get('best_epoch') or ''}</td>"
+        f"<td>{st.get('seconds', 0):.0f} s</td></tr>" for st in metrics.get("stages", []))
+    per_class = "".join(
+        f"<tr><th>{esc(name)}</th><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td><td>{m['f1']:.3f}</td>"
+        f"<td>{m['support']}</td></tr>" for name, m in metrics.get("per_class", {}).items())
+    mistakes = "".join(
+        f"<figure>{_img_tag(item['picture'], item['path'])}<figcaption>{esc(item['path'])}<br>true "
+        f"<b>{esc(item['true'])}</b>, predicted <b>{esc(item['predicted'])}</b> ({item['probability']:.0%}), "
+        f"loss {item['loss']:.3f}</figcaption></figure>" for item in losses) or "<p>No validation images to show.</p>"
+    page = _PAGE.format(
+        title=esc(f"{config.get('model')} {config.get('strategy')} — {run.name}"),
+        accuracy=metrics.get("accuracy", 0.0), loss=metrics.get("loss", 0.0), n=metrics.get("n", 0),
+        classes=esc(", ".join(config.get("class_names", []))), settings=settings, stages=stages,
+        curves=_img_tag(_png(curves), "training curves", 900), per_class=per_class,
+        confusion=_img_tag(_png(run / "confusion.png"), "confusion matrix", 520), mistakes=mistakes,
+        embedding=(f"<h2>Validation features (PCA)</h2>{_img_tag(embedding, 'embedding', 620)}" if embedding else ""))
+    out = run / "report.html"
+    tmp = run / ".report.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body{{font:14px system-ui,sans-serif;margin:0 auto;max-width:1000px;padding:0 16px 40px;color:#222}}
+h1{{font-size:20px}}h2{{font-size:16px;margin-top:28px;border-bottom:1px solid #ddd}}
+table{{border-collapse:collapse}}td,th{{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}}
+.big{{font-size:18px}}figure{{display:inline-block;margin:6px;width:300px;vertical-align:top}}
+figure img{{width:300px}}figcaption{{font-size:12px}}.missing{{color:#999}}
+</style></head><body>
+<h1>{title}</h1>
+<p class="big">Validation accuracy <b>{accuracy:.1%}</b>, loss {loss:.4f} (n = {n}); classes: {classes}</p>
+<h2>Stages</h2><table><tr><th>stage</th><th>epochs</th><th>kept epoch</th><th>time</th></tr>{stages}</table>
+<h2>Training curves</h2>{curves}
+<h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+{per_class}</table>
+<h2>Confusion matrix</h2>{confusion}
+<h2>Highest-loss validation images (left: image, right: Grad-CAM of the predicted class)</h2>{mistakes}
+{embedding}
+<h2>Settings</h2><table>{settings}</table>
+</body></html>
+"""
