@@ -15,8 +15,9 @@ from typing import Callable
 import numpy as np
 
 _PREFERENCE = ("tensorflow", "jax", "torch")
-# What a user may ask for; "auto" resolves per machine (float16 is chosen by "auto" on fp16-only GPUs).
-PRECISIONS = ("auto", "float32", "bfloat16")
+# What a user may ask for; "auto" resolves per machine (float16 is chosen by "auto" on fp16-only GPUs) and never
+# to int8, which changes the numbers more (OpenVINO + NNCF; extraction only).
+PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 
 
 def ensure_default_backend() -> None:

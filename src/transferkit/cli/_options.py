@@ -40,7 +40,8 @@ def add_precision(parser):
     from ..backend import PRECISIONS
 
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="auto: bfloat16 where the hardware runs it fast, else float32 (default: auto)")
+                        help="auto: bfloat16 where the hardware runs it fast, else float32; int8: OpenVINO, quantised "
+                             "on your images (extraction and the features strategy only) (default: auto)")
 
 
 def add_batch_size(parser, default: int = 32):

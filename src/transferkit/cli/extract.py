@@ -9,6 +9,7 @@ from ._options import (add_batch_size, add_command, add_input_size, add_model, a
                        add_weights, import_keras)
 
 EXAMPLES = """  transferkit extract photos/ --model vgg16 --layer fc2 -o features/
+  transferkit extract photos/ --model resnet50 --pooling avg --precision int8 -o f8/     # OpenVINO int8
   transferkit extract data/train --model vgg16 --layer block5_pool --input-size 150 -o feats/
   transferkit extract photos/ --model resnet50 --layer avg_pool --layer conv4_block6_out --pooling avg -o f/
   transferkit extract photos/ --model efficientnet_lite0 --format npy -o f/   # also features.npy
@@ -45,6 +46,11 @@ def register(sub):
                    help="local threads, or Ray Data across a cluster (pip install 'transferkit[ray]')")
     p.add_argument("--address", default=None, help="ray: cluster address (default: start a local Ray instance)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="F", help="ray: GPUs per model replica")
+    p.add_argument("--runtime", default=None, choices=["keras", "openvino"],
+                   help="keras (default), or openvino (also for float32/bfloat16; --precision int8 implies it; "
+                        "pip install 'transferkit[openvino]')")
+    p.add_argument("--calibration", type=int, default=300, metavar="N",
+                   help="int8: calibrate the quantisation on a seeded sample of N of the images (default: 300)")
     p.add_argument("--overwrite", action="store_true", help="discard an existing output instead of resuming")
     add_quiet(p)
 
@@ -57,7 +63,8 @@ def run(args) -> int:
                  input_size=args.input_size, weights=args.weights, batch_size=args.batch_size,
                  precision=args.precision, labels=args.labels, shard_size=args.shard_size, format=args.format,
                  overwrite=args.overwrite, workers=args.workers, quiet=args.quiet, load=False,
-                 engine=args.engine, address=args.address, gpus_per_worker=args.gpus_per_worker)
+                 engine=args.engine, address=args.address, gpus_per_worker=args.gpus_per_worker,
+                 runtime=args.runtime, calibration=args.calibration)
     return report(fs, args.output)
 
 
@@ -67,7 +74,8 @@ def report(fs, out) -> int:
     rows = m["counts"]["rows"]
     shapes = ", ".join(f"{name} {rows} × {' × '.join(map(str, info['shape']))}" for name, info in m["layers"].items())
     s = m["settings"]
-    print(f"{s['model']} ({s['precision']}, {s['backend']}, {s['input_size']} px): {shapes}")
+    runtime = s.get("runtime", s["backend"])
+    print(f"{s['model']} ({s['precision']}, {runtime}, {s['input_size']} px): {shapes}")
     labels = f"{len(fs.class_names)} classes" if fs.class_names else "unlabelled"
     print(f"Wrote {rows} rows ({labels}) to {out}")
     ignored = m.get("ignored_files", {}).get("count", 0)

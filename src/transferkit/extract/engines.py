@@ -32,12 +32,23 @@ class EngineJob:
     workers: int | None = None  # local: decoding threads; ray: model replicas
     address: str | None = None  # ray: cluster address
     gpus_per_worker: float = 0.0  # ray: GPUs per model replica
+    openvino_model: object = None  # a prepared OpenVINO model file: run it instead of the Keras model
+    precision: str = "float32"  # what the OpenVINO model runs in (float32, bfloat16, int8)
+
+
+def make_extractor(fm: FeatureModel, batch_size: int, openvino_model=None, precision: str = "float32") -> Extractor:
+    """The Keras feature model compiled for this backend, or the prepared OpenVINO model."""
+    if openvino_model is None:
+        return Extractor(fm, batch_size=batch_size)
+    from .openvino import compile_openvino
+
+    return Extractor(fm, batch_size=batch_size, fn=compile_openvino(openvino_model, precision))
 
 
 def local_batches(job: EngineJob) -> Iterator[tuple]:
     """The local engine: threads decode ahead while the compiled model runs in this process."""
     fm = job.feature_model
-    extractor = Extractor(fm, batch_size=job.batch_size)
+    extractor = make_extractor(fm, job.batch_size, job.openvino_model, job.precision)
     reader = ImageReader(job.index, fm.input_size, batch_size=job.batch_size, crop_fraction=fm.spec.crop_fraction,
                          resample=fm.spec.resample, workers=job.workers)
     empty = {n: np.zeros((0, *s), np.float32) for n, s in zip(fm.layers, fm.shapes)}

@@ -19,12 +19,12 @@ class Extractor:
     (16, 4096)
     """
 
-    def __init__(self, feature_model: FeatureModel, batch_size: int = 32, warm_up: bool = True):
+    def __init__(self, feature_model: FeatureModel, batch_size: int = 32, warm_up: bool = True, fn=None):
         self.feature_model = feature_model
         self.batch_size = batch_size
         # trace/compile for the padded batch shape now (without computing a batch),
-        # so the first real batch does not pay for it
-        self._fn = feature_model.compile(batch_size if warm_up else None)
+        # so the first real batch does not pay for it; `fn` replaces the Keras model (e.g. OpenVINO)
+        self._fn = fn or feature_model.compile(batch_size if warm_up else None)
 
     @property
     def layers(self) -> list[str]:

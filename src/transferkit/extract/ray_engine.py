@@ -43,16 +43,17 @@ def _decode(batch: dict, *, size: int, crop_fraction, resample: str) -> dict:
 class _Embedder:
     """Ray actor: builds the feature model once, then runs batches of decoded images through it."""
 
-    def __init__(self, spec, layers, pooling, input_size, weights, precision, seed, batch_size):
+    def __init__(self, spec, layers, pooling, input_size, weights, precision, seed, batch_size, openvino_model=None,
+                 runtime_precision="float32"):
         from ..backbones.build import build_feature_model
         from ..backbones.registry import is_registered, register_backbone
-        from .extractor import Extractor
+        from .engines import make_extractor
 
         if not is_registered(spec.name):  # a backbone registered only in the driver (plugins, tests)
             register_backbone(spec, overwrite=True)
         fm = build_feature_model(spec, layers, pooling=pooling, input_size=input_size, weights=weights,
                                  precision=precision, seed=seed)
-        self.extractor = Extractor(fm, batch_size=batch_size)
+        self.extractor = make_extractor(fm, batch_size, openvino_model, runtime_precision)
         self.layers = fm.layers
         self.shapes = fm.shapes
 
@@ -111,7 +112,8 @@ def ray_batches(job) -> Iterator[tuple]:
             num_gpus=gpus_per_worker or None,
             fn_constructor_kwargs=dict(spec=spec, layers=fm.layers, pooling=job.pooling, input_size=fm.input_size,
                                        weights=job.weights, precision=fm.precision, seed=job.seed,
-                                       batch_size=batch_size))
+                                       batch_size=batch_size, openvino_model=job.openvino_model,
+                                       runtime_precision=job.precision))
         for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
             pos = np.asarray(batch["position"], np.int64)
             bad = batch["error"] != ""

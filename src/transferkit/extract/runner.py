@@ -18,6 +18,7 @@ from ..data.decode import check_resample
 from ..data.folder import index_images
 from ..errors import TransferkitError, check_one_of, check_positive_int, settings_diff
 from .engines import ENGINES, EngineJob
+from .openvino import DEFAULT_CALIBRATION, RUNTIMES
 from .store import FeatureSet, load_features, read_manifest
 from .writer import MANIFEST, SHARD_PATTERN, read_shard_meta, shard_name, write_json_atomic, write_npy, write_shard
 
@@ -58,10 +59,11 @@ def _prepare_out(out: Path, overwrite: bool) -> dict | None:
 
 
 def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: str = "none",
-            input_size: int | None = None, weights="imagenet", batch_size: int = 32, precision: str = "auto", labels: str = "inferred",
-            shard_size: int = 1024, format: str = "parquet", overwrite: bool = False, workers: int | None = None,
-            seed: int = 0, quiet: bool = True, load: bool = True, engine: str = "local", address: str | None = None,
-            gpus_per_worker: float = 0.0) -> FeatureSet:
+            input_size: int | None = None, weights="imagenet", batch_size: int = 32, precision: str = "auto",
+            labels: str = "inferred", shard_size: int = 1024, format: str = "parquet", overwrite: bool = False,
+            workers: int | None = None, seed: int = 0, quiet: bool = True, load: bool = True, engine: str = "local",
+            address: str | None = None, gpus_per_worker: float = 0.0, runtime: str | None = None,
+            calibration: int = DEFAULT_CALIBRATION) -> FeatureSet:
     """Extract features of every image under `images` into the folder `out`, resuming a previous run.
 
     Args:
@@ -75,7 +77,10 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
         input_size: square input size; default the model's.
         weights: "imagenet", "none" or a weights file.
         batch_size: images per forward pass.
-        precision: "auto" (bfloat16 where the hardware runs it fast), "float32" or "bfloat16".
+        precision: "auto" (bfloat16 where the hardware runs it fast), "float32", "bfloat16", or "int8"
+            (OpenVINO, quantised with NNCF on `calibration` of these images; never chosen by "auto").
+        runtime: "keras" (default) or "openvino" (also for float32/bfloat16; int8 implies it).
+        calibration: int8 only: how many of the images (a seeded sample) calibrate the quantisation.
         labels: "inferred" (class sub-folders) or "none".
         shard_size: images per output shard (the unit of resume).
         format: "parquet", or "npy" to also write `features.npy`, `labels.npy`, `paths.txt`.
@@ -113,6 +118,7 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
     out = Path(os.path.expanduser(str(out)))
     index = index_images(images, labels=labels)
     used_precision = backend.resolve_precision(precision, spec.cpu_bfloat16)
+    runtime = _check_runtime(runtime, used_precision)
     settings = {
         "model": spec.name, "layers": layer_list, "pooling": pooling, "input_size": size,
         "weights": weights_identity(weights), "preprocessing": spec.preprocessing,
@@ -120,6 +126,11 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
         "backend": backend.name(), "labels": labels, "files": index.fingerprint(), "images": len(index),
         "shard_size": shard_size, "seed": seed if normalize_weights(weights) is None else None,
     }
+    if runtime == "openvino":  # only then, so outputs of earlier versions still resume
+        settings["runtime"] = "openvino"
+        if used_precision == "int8":
+            settings["calibration"] = {"images": min(check_positive_int("calibration", calibration), len(index)),
+                                       "seed": seed}
     old = _prepare_out(out, overwrite)
     if old is not None and old["settings"] != settings:
         changes = "; ".join(settings_diff(old["settings"], settings))
@@ -142,12 +153,18 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
         "ignored_files": {"count": len(index.ignored), "examples": index.ignored[:20]},
     })
     todo = [k for k in range(n_shards) if k not in done]
+    ov_model = None
     t_build = time.perf_counter()
     if todo or "layers" not in manifest:
         fm = build_feature_model(spec, layer_list, pooling=pooling, input_size=size, weights=weights,
-                                 precision=used_precision, seed=seed)
+                                 precision="float32" if runtime == "openvino" else used_precision, seed=seed)
         manifest["layers"] = {name: {"shape": list(shape), "pooling": pool, "dtype": "float32"}
                               for name, shape, pool in zip(fm.layers, fm.shapes, fm.poolings)}
+        if runtime == "openvino" and todo:
+            from .openvino import prepare
+
+            ov_model, manifest["openvino"] = prepare(fm, precision=used_precision, weights=weights, index=index,
+                                                     calibration=calibration, seed=seed, quiet=quiet)
     build_s = time.perf_counter() - t_build
     _update_manifest(out, manifest, done, n_shards)
     if todo:
@@ -156,7 +173,9 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
         ranges = [(k * shard_size, min((k + 1) * shard_size, len(index))) for k in todo]
         stream = ENGINES[engine](EngineJob(index, fm, ranges, batch_size=batch_size, pooling=pooling, weights=weights,
                                            seed=seed, workers=workers, address=address,
-                                           gpus_per_worker=gpus_per_worker))
+                                           gpus_per_worker=gpus_per_worker,
+                                           openvino_model=ov_model,
+                                           precision=used_precision))
         _write_stream(stream, index, out, fm.layers, fm.shapes, todo, done, manifest, n_shards,
                       shard_size=shard_size, quiet=quiet, desc=f"{spec.name} {'+'.join(fm.layers)}")
         run_s = time.perf_counter() - t_run
@@ -172,6 +191,20 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
     if not load:
         return FeatureSet({}, [], None, index.class_names, str(index.root), manifest["skipped"], manifest, str(out))
     return load_features(out)
+
+
+def _check_runtime(runtime: str | None, precision: str) -> str:
+    """The runtime to use: int8 runs only on OpenVINO; otherwise Keras unless OpenVINO is asked for."""
+    if runtime is None:
+        return "openvino" if precision == "int8" else "keras"
+    check_one_of("runtime", runtime, RUNTIMES)
+    if precision == "int8" and runtime != "openvino":
+        raise TransferkitError("`precision='int8'` runs on OpenVINO. Received: runtime='keras'; drop --runtime or "
+                               "pass --runtime openvino.")
+    if precision == "float16" and runtime == "openvino":
+        raise TransferkitError("The OpenVINO runtime runs float32, bfloat16 or int8 on CPUs. Received: "
+                               "precision='float16'.")
+    return runtime
 
 
 def _update_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards: int) -> None:

@@ -132,6 +132,9 @@ class TrainConfig:
         _check_number("dropout", self.dropout, 0, 1, "a fraction from 0 to below 1", zero_ok=True)
         if self.validation_split is not None:
             _check_number("validation_split", self.validation_split, 0, 1, "between 0 and 1 (e.g. 0.2)")
+        if self.precision == "int8" and self.strategy != "features":
+            raise TransferkitError(f"`precision='int8'` applies to extracted features only (strategy='features'). "
+                                   f"Received: strategy={self.strategy!r}")
         if self.init_from is not None and self.strategy != "finetune":
             raise TransferkitError(f"`init_from` only applies to strategy='finetune'. Received: "
                                    f"strategy={self.strategy!r}")

@@ -1,0 +1,145 @@
+"""The OpenVINO runtime for extraction: the feature model (preprocessing, cut, pooling inside) exported with
+Keras' `model.export`, run by OpenVINO in float32 or bfloat16, or quantised to int8 with NNCF post-training
+quantisation calibrated on a seeded sample of the user's own images. Exported models are cached."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..backbones.build import FeatureModel, weights_identity
+from ..backbones.registry import PREPROCESSING
+from ..data.decode import DecodeError, load_image
+from ..data.folder import ImageIndex
+from ..errors import TransferkitError, check_positive_int
+
+DEFAULT_CALIBRATION = 300
+RUNTIMES = ("keras", "openvino")
+_HINT = {"float32": "f32", "bfloat16": "bf16", "int8": "f32"}  # int8: quantised layers int8, the rest float32
+
+
+def _need():
+    try:
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        raise TransferkitError("--precision int8 and --runtime openvino need OpenVINO and NNCF: "
+                               "pip install 'transferkit[openvino]'.") from None
+
+
+def cache_root() -> Path:
+    """Where exported and quantised models are kept: $TRANSFERKIT_CACHE, default ~/.cache/transferkit."""
+    return Path(os.environ.get("TRANSFERKIT_CACHE", os.path.expanduser("~/.cache/transferkit"))) / "openvino"
+
+
+def calibration_sample(index: ImageIndex, n: int, seed: int = 0) -> list[int]:
+    """The positions of a seeded random sample of `n` images (all when there are fewer), in index order."""
+    n = check_positive_int("calibration", n)
+    count = min(n, len(index))
+    return sorted(np.random.default_rng(seed).choice(len(index), count, replace=False).tolist())
+
+
+def exportable_model(fm: FeatureModel):
+    """A Keras model of float32 RGB 0–255 → preprocessing → (rewritten) backbone → pooled outputs."""
+    import keras
+
+    from ..backbones.optimize import optimize_for_inference
+
+    size = fm.input_size
+    inputs = keras.Input((size, size, 3), name="image")
+    prep = keras.layers.Conv2D(3, 1, name="preprocess", dtype="float32")
+    x = prep(inputs)
+    prep.set_weights(list(PREPROCESSING[fm.spec.preprocessing].affine()))
+    outs = optimize_for_inference(fm.model)(x)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    pools = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
+             "flatten": keras.layers.Flatten}
+    pooled = [pools[p](dtype="float32")(o) if p in pools else o for o, p in zip(outs, fm.poolings)]
+    return keras.Model(inputs, pooled, name=f"{fm.spec.name}_openvino")
+
+
+def prepare(fm: FeatureModel, *, precision: str, weights, index: ImageIndex | None = None,
+            calibration: int = DEFAULT_CALIBRATION, seed: int = 0, quiet: bool = True) -> tuple[Path, dict]:
+    """Export (and for int8, quantise) the feature model once; return the cached OpenVINO model file and what
+    the manifest records about it (runtime, calibration set)."""
+    _need()
+    import openvino as ov
+
+    sample = calibration_sample(index, calibration, seed) if precision == "int8" else []
+    files = [index.paths[i] for i in sample]
+    record = {"runtime": "openvino", "openvino_version": ov.__version__}
+    key = [fm.spec.name, fm.layers, fm.poolings, fm.input_size, weights_identity(weights), precision]
+    if precision == "int8":
+        fingerprint = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
+        record["calibration"] = {"images": len(files), "requested": calibration, "seed": seed,
+                                 "files_sha256": fingerprint, "root": str(index.root)}
+        key += [str(index.root), fingerprint]
+    digest = hashlib.sha256(json.dumps(key + [ov.__version__], sort_keys=True).encode()).hexdigest()[:20]
+    folder = cache_root() / f"{fm.spec.name}-{precision}-{digest}"
+    model_file = folder / "model.xml"
+    record["cache"] = str(folder)
+    if model_file.is_file():
+        return model_file, record
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        exportable_model(fm).export(str(tmp / "exported.xml"), format="openvino", verbose=False)
+        model = ov.Core().read_model(str(tmp / "exported.xml"))
+        if precision == "int8":
+            model = _quantize(model, index, sample, fm, quiet)
+        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)  # keep float32 weights float32
+        (tmp / "info.json").write_text(json.dumps({"key": key, **record}, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model_file, record
+
+
+def _quantize(model, index: ImageIndex, sample: list[int], fm: FeatureModel, quiet: bool):
+    import nncf
+
+    def images():
+        for i in sample:
+            try:
+                x = load_image(index.absolute(i), fm.input_size, crop_fraction=fm.spec.crop_fraction,
+                               resample=fm.spec.resample)
+            except DecodeError:
+                continue  # an unreadable file is skipped here as in extraction
+            yield x[None].astype(np.float32)
+
+    batches = list(images())
+    if not batches:
+        raise TransferkitError("None of the calibration images could be read; int8 needs readable images.")
+    if not quiet:
+        print(f"Quantising {fm.spec.name} to int8 on {len(batches)} of your images (once; the result is cached)")
+    with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+        return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
+                             preset=nncf.QuantizationPreset.PERFORMANCE)
+
+
+def compile_openvino(model_file: Path, precision: str, threads: int | None = None):
+    """A NumPy-in, NumPy-out function (uint8 NHWC batch → list of float32 arrays) running the OpenVINO model."""
+    _need()
+    import openvino as ov
+
+    config = {"INFERENCE_PRECISION_HINT": _HINT[precision], "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = ov.Core().compile_model(str(model_file), "CPU", config)
+    outputs = compiled.outputs
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        result = compiled(np.ascontiguousarray(x, dtype=np.float32))
+        return [np.asarray(result[o], dtype=np.float32) for o in outputs]
+
+    return run
