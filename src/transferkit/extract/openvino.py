@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -122,9 +123,19 @@ def _quantize(model, index: ImageIndex, sample: list[int], fm: FeatureModel, qui
         raise TransferkitError("None of the calibration images could be read; int8 needs readable images.")
     if not quiet:
         print(f"Quantising {fm.spec.name} to int8 on {len(batches)} of your images (once; the result is cached)")
+    # The first convolutions (the preprocessing 1×1 and the stem, on raw pixel ranges), the last ones and a final
+    # classifier layer (whose outputs are the features) stay float: measured on EfficientNet-Lite0, real photos, cosine to float32
+    # 0.908 → 0.985 (bench/int8.py); the bulk of the compute is quantised either way.
+    convs = [op.get_friendly_name() for op in model.get_ordered_ops()
+             if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    keep_float = convs[:2] + convs[-2:] if len(convs) > 6 else []
+    keep_float += [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"][-1:]
+    if quiet:
+        nncf.set_log_level(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
         return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
-                             preset=nncf.QuantizationPreset.PERFORMANCE)
+                             preset=nncf.QuantizationPreset.MIXED,
+                             ignored_scope=nncf.IgnoredScope(names=keep_float) if keep_float else None)
 
 
 def compile_openvino(model_file: Path, precision: str, threads: int | None = None):
