@@ -112,3 +112,15 @@ def test_missing_ray_says_how_to_install(folder, tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(TransferkitError, match=r"pip install 'transferkit\[ray\]'"):
         tk.extract(folder, tmp_path / "o", engine="ray", **COMMON)
+
+
+def test_int8_on_ray_matches_int8_locally(folder, tmp_path, ray_env, monkeypatch):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path / "cache"))
+    int8 = {**COMMON, "precision": "int8", "calibration": 12}
+    local = tk.extract(folder, tmp_path / "local8", **int8)
+    distributed = tk.extract(folder, tmp_path / "ray8", engine="ray", workers=1, **int8)  # the cached model
+    assert distributed.paths == local.paths and distributed.manifest["settings"]["runtime"] == "openvino"
+    for name in ("block2_pool", "avg_pool"):
+        np.testing.assert_allclose(distributed.features[name], local.features[name], rtol=1e-5, atol=1e-6)

@@ -173,3 +173,17 @@ def test_explore_page_renders_in_a_real_browser(photo_features, tmp_path):
     assert "Nearest to astronaut.png" in dom and 'data-points="9"' in dom
     assert '<div id="errors" style="display:none"></div>' in dom
     assert "Uncaught" not in r.stderr  # no script error on the console either
+
+
+def test_unpooled_maps_and_a_set_with_no_rows(tmp_path, image_folder):
+    out = tmp_path / "maps"
+    fs = tk.extract(image_folder, out, **{**TINY, "pooling": "none"})  # (8, 8, 16) maps, flattened for search
+    assert fs.matrix.shape[1:] == (8, 8, 16)
+    matches, _ = similar(out, "dogs/03.png", k=2)
+    assert len(matches) == 2 and all(m.path != "dogs/03.png" for m in matches)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"not a png")
+    tk.extract(bad, tmp_path / "none", **TINY)
+    with pytest.raises(TransferkitError, match="holds no features"):
+        build_index(tmp_path / "none")

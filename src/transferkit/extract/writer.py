@@ -54,8 +54,8 @@ def write_shard(out: Path, k: int, *, positions: np.ndarray, paths: list[str], l
                                type=pa.string()),
     }
     for name, arr in features.items():
-        flat = np.ascontiguousarray(arr, dtype=np.float32).reshape(n, -1)
         width = int(np.prod(arr.shape[1:])) if arr.ndim > 1 else 1
+        flat = np.ascontiguousarray(arr, dtype=np.float32).reshape(n, width)  # n may be 0: every file bad
         cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width)
     table = pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     final = out / shard_name(k)
