@@ -1,5 +1,6 @@
 """Transfer learning: each strategy learns, freezing is real, features are cached, saved models stand alone."""
 
+import csv
 import json
 import os
 import subprocess
@@ -144,6 +145,9 @@ def test_evaluate_any_labelled_folder(train_folder, tmp_path):
     m = evaluate(result.run_dir, train_folder / "validation", tmp_path / "eval")
     assert m["n"] == 20 and m["accuracy"] >= 0.8
     assert (tmp_path / "eval" / "confusion.png").exists()
+    with open(tmp_path / "eval" / "predictions.csv") as f:  # one row per image: true, predicted, loss
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 20 and {"path", "true", "predicted", "loss", "p_checks", "p_stripes"} == set(rows[0])
 
 
 def test_validation_split_and_layout_errors(train_folder, tmp_path):

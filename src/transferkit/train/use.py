@@ -148,6 +148,10 @@ def evaluate_model(model, index, class_names, *, size=None, crop_fraction=None, 
     if out_dir is not None:
         from ..viz.plots import plot_confusion, plot_top_losses
 
+        try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TransferkitError(f"Cannot create the output folder {str(out_dir)!r}: {exc.strerror or exc}.") from None
         write_predictions(Path(out_dir) / "predictions.csv", [index.paths[i] for i in positions], probs, labels,
                           class_names)
         plot_confusion(metrics, Path(out_dir) / "confusion.png")
