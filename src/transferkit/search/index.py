@@ -112,7 +112,9 @@ class SearchIndex:
 
     def row_of(self, path: str) -> int | None:
         """The row of an image given by its path relative to the root, or by its absolute path."""
-        lookup = self.__dict__.setdefault("_lookup", {p: i for i, p in enumerate(self.paths)})
+        lookup = self.__dict__.get("_lookup")
+        if lookup is None:  # built once, on the first lookup
+            lookup = self.__dict__["_lookup"] = {p: i for i, p in enumerate(self.paths)}
         if path in lookup:
             return lookup[path]
         try:
