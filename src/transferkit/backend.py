@@ -26,14 +26,15 @@ def ensure_default_backend() -> None:
     TensorFlow is by far the fastest backend on CPUs; machines without it fall
     back to whichever of JAX/PyTorch is installed. Must run before `import keras`.
     """
+    # TensorFlow's C++ start-up chatter (absl / cpu_feature_guard / oneDNN INFO lines) hides transferkit's own
+    # output; level 2 keeps its errors (Python warnings are not affected). Also when the user chose the backend.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if os.environ.get("KERAS_BACKEND"):
         return
     for name in _PREFERENCE:
         if importlib.util.find_spec(name) is not None:
             os.environ["KERAS_BACKEND"] = name
             break
-    # TensorFlow's C++ start-up chatter hides transferkit's own output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def name() -> str:

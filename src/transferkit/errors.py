@@ -28,6 +28,16 @@ def did_you_mean(value, choices: Iterable[str]) -> str:
     return f" Did you mean {' or '.join(repr(h) for h in hits)}?" if hits else ""
 
 
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """ "1 file", "3 files": a count with its noun in the right number.
+
+    Example:
+    >>> plural(1, "file"), plural(2, "class", "classes")
+    ('1 file', '2 classes')
+    """
+    return f"{n} {noun if n == 1 else (plural_form or noun + 's')}"
+
+
 def check_positive_int(arg: str, value) -> int:
     """Return `value` as an int, or raise naming `arg` unless it is an integer >= 1 (bools are refused)."""
     import numbers

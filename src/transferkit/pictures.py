@@ -8,11 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from .errors import TransferkitError, one_of_message
+from .errors import TransferkitError, close_matches
 
 
-def filters(model: str, layer: str, out, *, n: int = 6, weights="imagenet", input_size: int | None = None) -> Path:
-    """Write the conv-filter grid of a backbone layer to the PNG `out`.
+def filters(model: str, layer: str | None, out, *, n: int = 6, weights="imagenet",
+            input_size: int | None = None) -> Path:
+    """Write the conv-filter grid of a backbone layer (None: its first convolution) to the PNG `out`.
 
     Example:
     >>> filters("vgg16", "block1_conv1", "filters.png")  # doctest: +SKIP
@@ -52,61 +53,135 @@ def feature_maps(model: str, image, out_dir, *, layers=None, weights="imagenet",
                              image_name=f"({Path(image).name})")
 
 
-def gradcam_image(run_or_model, image, out, *, target=None, weights="imagenet") -> tuple[Path, str, float]:
-    """Grad-CAM overlay for one image, from a trained run/`.keras` file or a registry backbone (ImageNet classes).
+def _norm_class(name: str) -> str:
+    return " ".join(str(name).replace("_", " ").lower().split())
 
-    Args:
-        run_or_model: a run folder, a `.keras` file, or a registry name such as "vgg16".
-        image: the image file.
-        out: PNG to write.
-        target: class name or index to explain (default: the predicted class).
 
-    Returns:
-        (png path, explained class name, its probability)
+def class_index(target, names: list[str]) -> int:
+    """The index of the class `target` names: a full class name, any of its comma-separated synonyms
+    (case-insensitive: "tabby" or "Tabby Cat" for ImageNet's "tabby, tabby cat"), or an index.
+
+    Raises:
+        TransferkitError: unknown or ambiguous names, with close matches among the synonyms.
+
+    Example:
+    >>> class_index("tabby", ["tiger cat", "tabby, tabby cat"])
+    1
     """
+    text = str(target).strip()
+    if names.count(text) == 1:  # ImageNet names "crane" twice (the bird and the machine): ambiguous below
+        return names.index(text)
+    if text.lstrip("-").isdigit():
+        i = int(text)
+        if not 0 <= i < len(names):
+            raise TransferkitError(f"`class` must be from 0 to {len(names) - 1}. Received: class={i}")
+        return i
+    synonyms: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        for part in {name, *name.split(",")}:
+            if part.strip():
+                synonyms.setdefault(_norm_class(part), []).append(i)
+    hits = sorted(set(synonyms.get(_norm_class(text), [])))
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        options = ", ".join(f"{i} ({names[i]!r})" for i in hits)
+        raise TransferkitError(f"`class` {text!r} names {len(hits)} classes: {options}. Pass the index instead.")
+    close = close_matches(_norm_class(text), synonyms)
+    hint = (" Did you mean " + " or ".join(repr(names[synonyms[c][0]]) for c in close) + "?") if close else ""
+    raise TransferkitError(f"`class` must name one of the model's {len(names)} classes (a name, a synonym or an "
+                           f"index). Received: class={text!r}.{hint}")
+
+
+def _gradcam_source(run_or_model, weights):
+    """(model, class names, input size, crop fraction, resample, preprocessing or None) for Grad-CAM."""
     from .backbones.build import build_model
     from .backbones.registry import PREPROCESSING, get_backbone
-    from .data.decode import DecodeError, load_image
-    from .viz.explain import gradcam, plot_gradcam
 
     path = Path(str(run_or_model))
     if path.exists():
         from .train.use import load_run
 
         model, info = load_run(path)
-        names, size = info["class_names"], info["input_size"]
-        crop, resample, prep = info["crop_fraction"], info["resample"], None
-    else:
-        try:
-            spec = get_backbone(str(run_or_model))
-        except TransferkitError as exc:
-            raise TransferkitError(f"{str(run_or_model)!r} is neither an existing run folder or .keras file nor a "
-                                   f"registered model. {exc}") from None
-        model = build_model(spec, include_top=True, weights=weights)
-        from .backbones.imagenet import class_names
-
-        names = class_names() if int(model.outputs[0].shape[-1]) == 1000 else [
-            str(i) for i in range(int(model.outputs[0].shape[-1]))]
-        size, crop, resample, prep = spec.input_size, spec.crop_fraction, spec.resample, PREPROCESSING[
-            spec.preprocessing]
+        return model, info["class_names"], info["input_size"], info["crop_fraction"], info["resample"], None
     try:
-        raw = load_image(str(image), size, crop_fraction=crop, resample=resample)
-    except DecodeError as exc:
-        raise TransferkitError(f"Cannot read the image {image}: {exc.reason}") from None
-    x = raw.astype("float32")
-    if prep is not None:  # plain backbones expect preprocessed input; trained models preprocess inside
-        x = prep.apply(x)
-    index = None
-    if target is not None:
-        if str(target) in names:
-            index = names.index(str(target))
-        elif str(target).isdigit():
-            index = int(target)
-        else:
-            raise TransferkitError(one_of_message("class", target, names))
-    cam, index, prob = gradcam(model, x, index)
-    title = f"Grad-CAM: {names[index]} ({prob:.0%}) — {Path(image).name}"
-    return plot_gradcam(raw, cam, out, title), names[index], prob
+        spec = get_backbone(str(run_or_model))
+    except TransferkitError as exc:
+        raise TransferkitError(f"{str(run_or_model)!r} is neither an existing run folder or .keras file nor a "
+                               f"registered model. {exc}") from None
+    model = build_model(spec, include_top=True, weights=weights)
+    from .backbones.imagenet import class_names
+
+    n = int(model.outputs[0].shape[-1])
+    names = class_names() if n == 1000 else [str(i) for i in range(n)]
+    return model, names, spec.input_size, spec.crop_fraction, spec.resample, PREPROCESSING[spec.preprocessing]
+
+
+def gradcam_images(run_or_model, images, out, *, target=None, weights="imagenet",
+                   layer: str | None = None) -> list[tuple[Path, str, float]]:
+    """Grad-CAM overlays for an image, a folder of images or a `path,label` CSV, from a trained run/`.keras`
+    file or a registry backbone (ImageNet classes).
+
+    Args:
+        run_or_model: a run folder, a `.keras` file, or a registry name such as "vgg16".
+        images: one image file (`out` is then the PNG to write), or a folder / CSV (`out` is then a folder
+            that receives one PNG per image, named after its path).
+        target: class to explain — a name, one of its synonyms ("tabby"), or an index; default the predicted.
+        layer: the conv layer to explain (default: the backbone's last; see `transferkit layers MODEL`).
+
+    Returns:
+        (png path, explained class name, its probability) per image, in the folder's order.
+
+    Example:
+    >>> gradcam_images("efficientnet_lite0", "photos/", "cams/", target="tabby")  # doctest: +SKIP
+    """
+    from .data.decode import DecodeError, load_image
+    from .data.folder import index_images
+    from .extract.writer import safe_name
+    from .viz.explain import gradcam, plot_gradcam
+
+    model, names, size, crop, resample, prep = _gradcam_source(run_or_model, weights)
+    index = None if Path(str(images)).is_file() and not str(images).lower().endswith(".csv") else (
+        index_images(images, labels="none"))
+    wanted = None if target is None else class_index(target, names)
+    jobs = [(Path(images), Path(out))] if index is None else [
+        (Path(index.absolute(i)), Path(out) / (safe_name(str(Path(p).with_suffix("")).replace("/", "__")) + ".png"))
+        for i, p in enumerate(index.paths)]
+    written, unreadable = [], []
+    for image, png in jobs:
+        try:
+            raw = load_image(str(image), size, crop_fraction=crop, resample=resample)
+        except DecodeError as exc:
+            if index is None:
+                raise TransferkitError(f"Cannot read the image {image}: {exc.reason}") from None
+            unreadable.append(f"{image}: {exc.reason}")
+            continue
+        x = raw.astype("float32")
+        if prep is not None:  # plain backbones expect preprocessed input; trained models preprocess inside
+            x = prep.apply(x)
+        cam, k, prob = gradcam(model, x, wanted, layer=layer)
+        where = f" at {layer}" if layer else ""
+        title = f"Grad-CAM{where}: {names[k]} ({prob:.0%}) — {image.name}"
+        written.append((plot_gradcam(raw, cam, png, title), names[k], prob))
+    if unreadable:
+        raise TransferkitError(f"{len(unreadable)} of {len(jobs)} images could not be read (the other "
+                               f"{len(written)} were written to {out}): " + "; ".join(unreadable[:3]))
+    return written
+
+
+def gradcam_image(run_or_model, image, out, *, target=None, weights="imagenet",
+                  layer: str | None = None) -> tuple[Path, str, float]:
+    """Grad-CAM overlay for one image: `gradcam_images` for a single file.
+
+    Returns:
+        (png path, explained class name, its probability)
+
+    Example:
+    >>> gradcam_image("efficientnet_lite0", "cat.jpg", "cam.png", target="tabby")  # doctest: +SKIP
+    """
+    if Path(str(image)).is_dir():
+        raise TransferkitError(f"{str(image)!r} is a folder; use gradcam_images() for folders.")
+    return gradcam_images(run_or_model, image, out, target=target, weights=weights, layer=layer)[0]
 
 
 def history(run_dir, out=None) -> Path:

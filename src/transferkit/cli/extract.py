@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..backbones.registry import POOLINGS
+from ..errors import plural
 from ._options import (add_batch_size, add_command, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
 
@@ -76,18 +78,19 @@ def report(fs, out) -> int:
     s = m["settings"]
     runtime = s.get("runtime", s["backend"])
     print(f"{s['model']} ({s['precision']}, {runtime}, {s['input_size']} px): {shapes}")
-    labels = f"{len(fs.class_names)} classes" if fs.class_names else "unlabelled"
-    print(f"Wrote {rows} rows ({labels}) to {out}")
+    out = Path(out)  # "feats/" prints as feats, and feats/manifest.json without a double slash
+    labels = plural(len(fs.class_names), "class", "classes") if fs.class_names else "unlabelled"
+    print(f"Wrote {plural(rows, 'row')} ({labels}) to {out}")
     ignored = m.get("ignored_files", {}).get("count", 0)
     if ignored:
-        print(f"Ignored {ignored} files that are not images by extension "
+        print(f"Ignored {plural(ignored, 'file')} that {'is' if ignored == 1 else 'are'} not images by extension "
               f"(e.g. {m['ignored_files']['examples'][0]!r})", file=sys.stderr)
     if fs.skipped:
         for item in fs.skipped[:20]:
             print(f"skipped: {item['path']}: {item['reason']}", file=sys.stderr)
         more = len(fs.skipped) - 20
-        print(f"Skipped {len(fs.skipped)} of {m['counts']['images']} images"
-              + (f" ({more} more not shown)" if more > 0 else "") + f"; all listed in {out}/manifest.json",
+        print(f"Skipped {len(fs.skipped)} of {plural(m['counts']['images'], 'image')}"
+              + (f" ({more} more not shown)" if more > 0 else "") + f"; all listed in {out / 'manifest.json'}",
               file=sys.stderr)
         return 3
     return 0

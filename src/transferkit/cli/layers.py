@@ -33,6 +33,12 @@ def run(args) -> int:
         print(f"{name:<{w_name}}{kind:<{w_type}}{str(shape):<24}{params:>14,}{marks}")
     print(f"Total params: {totals['total']:,}")
     print(f"Convolutional base params: {totals['base']:,}")
-    print(f"Default feature layer: {spec.default_layer}; * marks block outputs; "
-          "avg_pool/max_pool pool the base output.")
+    if spec.default_layer in spec.top_layers and not totals["include_top"]:
+        last = rows[-1][0]
+        print(f"Default feature layer: {spec.default_layer}, which needs the classifier at {spec.input_size} px; "
+              f"at {totals['input_size']} px choose one listed here (e.g. --layer {last} or avg_pool). "
+              "* marks block outputs; avg_pool/max_pool pool the base output.")
+    else:
+        print(f"Default feature layer: {spec.default_layer}; * marks block outputs; "
+              "avg_pool/max_pool pool the base output.")
     return 0

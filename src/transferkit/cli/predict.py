@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import plural
 from ._options import add_batch_size, add_command, add_run_or_model, add_tta, import_keras
 
 EXAMPLES = """  transferkit predict runs/vgg16-finetune new_photos/ -o predictions.csv
@@ -31,7 +32,7 @@ def run(args) -> int:
         for r in rows:
             print(f"{r['path']}\t{r['predicted']}\t{max(r['probabilities']):.3f}")
     else:
-        print(f"Wrote {len(rows)} predictions to {args.output}")
+        print(f"Wrote {plural(len(rows), 'prediction')} to {args.output}")
     for item in skipped:
         print(f"skipped: {item['path']}: {item['reason']}", file=sys.stderr)
     return 3 if skipped else 0

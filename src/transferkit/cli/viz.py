@@ -6,10 +6,12 @@ import argparse
 
 from ._options import add_input_size, add_weights, import_keras
 
-EXAMPLES = """  transferkit viz filters vgg16 --layer block1_conv1 -n 6 -o filters.png
+EXAMPLES = """  transferkit viz filters vgg16 -o filters.png            # the first convolution
+  transferkit viz filters vgg16 --layer block2_conv1 -n 6 -o filters.png
   transferkit viz maps vgg16 cat.jpg -o maps/
   transferkit viz gradcam runs/vgg16-finetune cat.jpg -o cam.png
-  transferkit viz gradcam efficientnet_lite0 cat.jpg --class "tabby, tabby cat" -o cam.png
+  transferkit viz gradcam runs/vgg16-finetune data/validation/ -o cams/   # one PNG per image
+  transferkit viz gradcam efficientnet_lite0 cat.jpg --class tabby --layer block5c_add -o cam.png
   transferkit viz embedding features/ -o embedding.png [--method tsne]
   transferkit viz history runs/vgg16-finetune
 """
@@ -30,7 +32,8 @@ def register(sub):
 
     q = add("filters", "Grid of a conv layer's kernels (one row per filter, one column per input channel).", _filters)
     q.add_argument("model", metavar="MODEL")
-    q.add_argument("--layer", "-l", required=True, help="a convolution layer, e.g. block1_conv1")
+    q.add_argument("--layer", "-l", default=None, help="a convolution layer, e.g. block1_conv1 "
+                   "(default: the first convolution)")
     q.add_argument("-n", type=int, default=6, help="filters to show (default: 6)")
     q.add_argument("-o", "--output", default="filters.png")
     add_weights(q)
@@ -47,9 +50,13 @@ def register(sub):
 
     q = add("gradcam", "Grad-CAM heat map of one image for a trained run or an ImageNet backbone.", _gradcam)
     q.add_argument("run_or_model", metavar="RUN_OR_MODEL", help="run folder, .keras file or backbone name")
-    q.add_argument("image", metavar="IMAGE")
-    q.add_argument("--class", dest="target", default=None, help="class name or index (default: predicted)")
-    q.add_argument("-o", "--output", default="gradcam.png")
+    q.add_argument("image", metavar="IMAGES", help="an image, a folder of images or a CSV with a path column")
+    q.add_argument("--class", dest="target", default=None,
+                   help="class to explain: a name, any of its synonyms (tabby), or an index (default: predicted)")
+    q.add_argument("--layer", "-l", default=None,
+                   help="conv layer whose maps are explained (default: the backbone's last)")
+    q.add_argument("-o", "--output", default=None,
+                   help="PNG for one image (default gradcam.png); folder for many (default gradcam/)")
     add_weights(q)
 
     q = add("embedding", "2-D projection of extracted features, coloured by label.", _embedding)
@@ -81,11 +88,15 @@ def _maps(args):
 
 def _gradcam(args):
     import_keras()
-    from ..pictures import gradcam_image
+    import os
 
-    path, name, prob = gradcam_image(args.run_or_model, args.image, args.output, target=args.target,
-                                     weights=args.weights)
-    print(f"{path}: {name} ({prob:.1%})")
+    from ..pictures import gradcam_images
+
+    many = os.path.isdir(args.image) or args.image.lower().endswith(".csv")
+    out = args.output or ("gradcam" if many else "gradcam.png")
+    for path, name, prob in gradcam_images(args.run_or_model, args.image, out, target=args.target,
+                                           weights=args.weights, layer=args.layer):
+        print(f"{path}: {name} ({prob:.1%})")
 
 
 def _embedding(args):

@@ -1,7 +1,8 @@
-"""Indexing image folders: file paths in a deterministic order, with labels from class sub-folders."""
+"""Indexing images: file paths in a deterministic order, labelled by class sub-folder or by a `path,label` CSV."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TransferkitError, check_one_of
+from ..errors import TransferkitError, check_one_of, plural
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 LABEL_MODES = ("inferred", "none")
@@ -83,8 +84,9 @@ def index_images(source, *, labels: str = "inferred", class_names=None,
     """List the images of a folder in a deterministic order, labelled by class sub-folder.
 
     Args:
-        source: a folder, one image file, a list of image files, or an `ImageIndex` (returned as it is,
-            without labels when `labels="none"`).
+        source: a folder, one image file, a list of image files, a CSV file with a `path` column (and
+            optionally `label`; relative paths are relative to the CSV's folder), or an `ImageIndex`
+            (returned as it is, without labels when `labels="none"`).
         labels: "inferred": when `source` has sub-folders, each is a class (sorted
             by name, as `keras.utils.image_dataset_from_directory` does) and images at
             the top level are an error; a folder of images only is unlabelled.
@@ -109,6 +111,8 @@ def index_images(source, *, labels: str = "inferred", class_names=None,
     if isinstance(source, (list, tuple)):
         return _index_files([Path(p) for p in source])
     root = Path(os.path.expanduser(str(source)))
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return _index_csv(root, labels, class_names)
     if root.is_file():
         return _index_files([root])
     if not root.exists():
@@ -157,8 +161,60 @@ def _index_files(files: list[Path]) -> ImageIndex:
     return ImageIndex(root, [str(p.relative_to(root)).replace(os.sep, "/") for p in resolved], None, [])
 
 
+def _index_csv(table: Path, labels: str, class_names) -> ImageIndex:
+    """The images listed in a CSV with a `path` column and an optional `label` column, in the file's order."""
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise TransferkitError(f"Cannot read the CSV {str(table)!r}: {exc}") from None
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if "path" not in header:
+        raise TransferkitError(f"The CSV {str(table)!r} needs a header row with a `path` column (and optionally "
+                               f"`label`). Received: header={rows[0] if rows else []}")
+    col, label_col = header.index("path"), header.index("label") if "label" in header else None
+    if labels == "none":
+        label_col = None
+    files, names, seen = [], [], {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        where = f"{table}, line {line}"
+        if len(row) != len(header):
+            raise TransferkitError(f"{where}: {len(row)} fields, the header has {len(header)}.")
+        path = Path(os.path.expanduser(row[col].strip()))
+        path = (path if path.is_absolute() else table.parent / path).resolve()
+        if not path.is_file():
+            raise TransferkitError(f"{where}: the image {row[col].strip()!r} does not exist ({path}).")
+        if path in seen:
+            raise TransferkitError(f"{where}: {row[col].strip()!r} is listed twice (also on line {seen[path]}); "
+                                   "each image may appear once.")
+        seen[path] = line
+        files.append(path)
+        if label_col is not None:
+            name = row[label_col].strip()
+            if not name:
+                raise TransferkitError(f"{where}: empty label for {row[col].strip()!r}.")
+            names.append(name)
+    if not files:
+        raise TransferkitError(f"The CSV {str(table)!r} lists no images.")
+    root = Path(os.path.commonpath([str(p.parent) for p in files]))
+    paths = [str(p.relative_to(root)).replace(os.sep, "/") for p in files]
+    if label_col is None:
+        return ImageIndex(root, paths, None, [])
+    classes = sorted(set(names))
+    if class_names is not None:
+        unknown = sorted(set(names) - set(class_names))
+        if unknown:
+            raise TransferkitError(f"{table}: labels {unknown[:5]} are not classes of this model "
+                                   f"{list(class_names)}. Fix the `label` column.")
+        classes = list(class_names)
+    position = {c: i for i, c in enumerate(classes)}
+    return ImageIndex(root, paths, np.array([position[n] for n in names], dtype=np.int32), classes)
+
+
 def _empty_error(root: Path, extensions, ignored) -> TransferkitError:
     msg = f"No images found in {str(root)!r} (looked for {', '.join(extensions)})."
     if ignored:
-        msg += f" {len(ignored)} other files were found, e.g. {ignored[0]!r}."
+        msg += f" {plural(len(ignored), 'other file')} {'was' if len(ignored) == 1 else 'were'} found, e.g. {ignored[0]!r}."
     return TransferkitError(msg)

@@ -61,6 +61,15 @@ def find_splits(data, *, validation_split: float | None = None, seed: int = 0) -
     return Splits(train, validation, test, classes)
 
 
+def run_validation_index(config: dict) -> ImageIndex | None:
+    """The validation images of a run, re-derived from its config.json settings; None when they are gone."""
+    try:
+        return find_splits(config["data"], validation_split=config.get("validation_split"),
+                           seed=config.get("seed", 0)).validation
+    except (TransferkitError, KeyError, OSError):
+        return None
+
+
 def _split(index: ImageIndex, fraction: float, seed: int) -> tuple[ImageIndex, ImageIndex]:
     rng = np.random.default_rng(seed)
     held = []

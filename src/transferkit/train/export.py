@@ -95,26 +95,24 @@ def _deployable(model):
 def _sample_images(run: Path, info: dict, n: int) -> tuple[np.ndarray, str]:
     """Up to `n` of the run's validation images at its input size, or seeded random pixels if they are gone."""
     from ..data.decode import DecodeError, load_image
-    from .data import find_splits
+    from .data import run_validation_index
 
     size = info["input_size"]
     try:
-        config = json.loads((run / "config.json").read_text())
-        splits = find_splits(config["data"], validation_split=config.get("validation_split"),
-                             seed=config.get("seed", 0))
-        images = []
-        for i in range(len(splits.validation)):
-            try:
-                images.append(load_image(splits.validation.absolute(i), size, crop_fraction=info["crop_fraction"],
-                                         resample=info["resample"]))
-            except DecodeError:
-                continue
-            if len(images) == n:
-                break
-        if images:
-            return np.stack(images).astype("float32"), f"{len(images)} validation images of the run"
-    except (OSError, ValueError, KeyError, TransferkitError):
-        pass
+        validation = run_validation_index(json.loads((run / "config.json").read_text()))
+    except (OSError, ValueError):
+        validation = None
+    images = []
+    for i in range(len(validation) if validation is not None else 0):
+        try:
+            images.append(load_image(validation.absolute(i), size, crop_fraction=info["crop_fraction"],
+                                     resample=info["resample"]))
+        except DecodeError:
+            continue
+        if len(images) == n:
+            break
+    if images:
+        return np.stack(images).astype("float32"), f"{len(images)} validation images of the run"
     rng = np.random.default_rng(0)
     return rng.uniform(0, 255, (n, size, size, 3)).astype("float32"), f"{n} random images (validation data gone)"
 

@@ -47,7 +47,7 @@ def _gradcam_overlay(model, image: np.ndarray, class_index: int) -> str:
 def _top_losses(run: Path, config: dict, model, size: int) -> list[dict]:
     """The validation images with the highest loss, from predictions.csv, each with a Grad-CAM overlay."""
     from ..data.decode import DecodeError, load_image
-    from .data import find_splits
+    from .data import run_validation_index
 
     preds = run / "predictions.csv"
     if not preds.is_file():
@@ -55,11 +55,10 @@ def _top_losses(run: Path, config: dict, model, size: int) -> list[dict]:
     with open(preds, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r.get("loss")]
     rows.sort(key=lambda r: -float(r["loss"]))
-    try:
-        root = find_splits(config["data"], validation_split=config.get("validation_split"),
-                           seed=config.get("seed", 0)).validation.root
-    except (TransferkitError, KeyError, OSError):
+    validation = run_validation_index(config)
+    if validation is None:
         return []
+    root = validation.root
     names = config["class_names"]
     out = []
     for r in rows[:TOP_LOSSES]:

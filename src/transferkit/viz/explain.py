@@ -26,42 +26,87 @@ def default_map_layers(spec, model) -> list[str]:
     return chosen
 
 
-def _split_classifier(model):
+def _explained_graph(model):
+    """The graph whose layers Grad-CAM can split: a trained classifier's nested backbone, or the model."""
+    import keras
+
+    nested = [lay for lay in model.layers if isinstance(lay, keras.Model) and len(lay.output.shape) == 4]
+    return nested[-1] if nested else model
+
+
+def conv_map_layers(model) -> list[str]:
+    """Names of the layers with 4-D (image-like) outputs Grad-CAM can explain (a trained run's: its backbone's)."""
+    graph = _explained_graph(model)
+    return [lay.name for lay in graph.layers
+            if len(lay.output.shape) == 4 and not type(lay).__name__.startswith(("Random", "Input"))]
+
+
+def _split_at(graph, layer_name: str):
+    """(graph input -> the layer's output, that output -> graph output) as two Keras models."""
+    import keras
+
+    mid = graph.get_layer(layer_name).output
+    return keras.Model(graph.inputs[0], mid), keras.Model(mid, graph.outputs[0])
+
+
+def _check_layer(model, layer: str) -> None:
+    choices = conv_map_layers(model)
+    if layer not in choices:
+        from ..errors import one_of_message
+
+        raise TransferkitError(one_of_message("layer", layer, choices[::-1],
+                                              "Grad-CAM needs a layer with a spatial (h, w, c) output."))
+
+
+def _split_classifier(model, layer: str | None = None):
     """Split a classifier into (features: image -> conv maps, head: maps -> class scores).
 
     Works for transferkit's trained models (a nested backbone followed by the "head" model) and for
-    plain backbones with their ImageNet top (the layers after the last 4-D output, applied in order).
+    plain backbones with their ImageNet top. `layer` picks the conv layer whose maps are explained
+    (default: the last one of the backbone).
     """
     import keras
 
-    nested = [layer for layer in model.layers if isinstance(layer, keras.Model) and len(layer.output.shape) == 4]
+    if layer is not None:
+        _check_layer(model, layer)
+    nested = [lay for lay in model.layers if isinstance(lay, keras.Model) and len(lay.output.shape) == 4]
     if nested:
         idx = model.layers.index(nested[-1])
+        base = nested[-1]
+        low = high = None
+        if layer is not None and layer != base.layers[-1].name:
+            low, high = _split_at(base, layer)
         # image -> [augmentation] -> preprocess -> base: a chain; random augmentation is skipped (inference)
-        before = [layer for layer in model.layers[1:idx + 1] if not type(layer).__name__.startswith("Random")]
+        before = [lay for lay in model.layers[1:idx + 1] if not type(lay).__name__.startswith("Random")]
+        if low is not None:
+            before[-1] = low
 
         def feature(x):
-            for layer in before:
-                x = layer(x, training=False) if isinstance(layer, keras.Model) else layer(x)
+            for lay in before:
+                x = lay(x, training=False) if isinstance(lay, keras.Model) else lay(x)
             return x
+        after = ([high] if high is not None else []) + model.layers[idx + 1:]
     else:
-        idx = max(i for i, layer in enumerate(model.layers) if len(layer.output.shape) == 4)
-        if idx == len(model.layers) - 1:
-            raise TransferkitError(f"{model.name} has no classifier after its last convolutional layer; "
-                                   "Grad-CAM needs class scores (use a trained run or include_top).")
-        feature = keras.Model(model.inputs[0], model.layers[idx].output, name="gradcam_features")
-    after = model.layers[idx + 1:]
+        if layer is None:
+            idx = max(i for i, lay in enumerate(model.layers) if len(lay.output.shape) == 4)
+            if idx == len(model.layers) - 1:
+                raise TransferkitError(f"{model.name} has no classifier after its last convolutional layer; "
+                                       "Grad-CAM needs class scores (use a trained run or include_top).")
+            layer = model.layers[idx].name
+        feature, high = _split_at(model, layer)
+        after = [high]
 
     def head(maps):
         x = maps
-        for layer in after:
-            x = layer(x, training=False) if isinstance(layer, keras.Model) else layer(x)
+        for lay in after:
+            x = lay(x, training=False) if isinstance(lay, keras.Model) else lay(x)
         return x
 
     return feature, head
 
 
-def gradcam(model, image: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, int, float]:
+def gradcam(model, image: np.ndarray, class_index: int | None = None, *,
+            layer: str | None = None) -> tuple[np.ndarray, int, float]:
     """Grad-CAM of one image: the class-score gradient-weighted sum of the last conv maps, ReLU'd, in [0, 1].
 
     Args:
@@ -78,7 +123,7 @@ def gradcam(model, image: np.ndarray, class_index: int | None = None) -> tuple[n
 
     from .. import backend
 
-    feature, head = _split_classifier(model)
+    feature, head = _split_classifier(model, layer)
     x = np.asarray(image, dtype="float32")[None]
     maps = keras.ops.convert_to_numpy(feature(x))
     probs = keras.ops.convert_to_numpy(head(maps))[0]

@@ -62,7 +62,7 @@ def _normalise(a: np.ndarray) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
-def plot_filters(model, layer: str, path, n: int = 6) -> Path:
+def plot_filters(model, layer: str | None, path, n: int = 6) -> Path:
     """A grid of a conv layer's kernels normalised to 0–1: one row per filter, one column per input channel
     (the first 16 channels).
 
@@ -70,7 +70,7 @@ def plot_filters(model, layer: str, path, n: int = 6) -> Path:
 
     Args:
         model: a `keras.Model` (a backbone).
-        layer: name of a Conv2D / DepthwiseConv2D layer.
+        layer: name of a Conv2D / DepthwiseConv2D layer; None for the first one.
         path: PNG file to write.
         n: how many filters (rows or tiles).
     """
@@ -79,6 +79,8 @@ def plot_filters(model, layer: str, path, n: int = 6) -> Path:
     names = [lay.name for lay in model.layers]
     convs = [lay.name for lay in model.layers
              if isinstance(lay, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)) and lay.weights]
+    if layer is None and convs:
+        layer = convs[0]
     if layer not in names:
         raise TransferkitError(f"`layer` must be a layer of {model.name}. Received: layer={layer!r}. "
                                f"Conv layers: {', '.join(convs[:12])}{' ...' if len(convs) > 12 else ''}")
@@ -141,7 +143,8 @@ def plot_feature_maps(maps: dict[str, np.ndarray], out_dir, *, channels: int = 6
             ax.axis("off")
             if i < k:
                 ax.imshow(act[..., i], cmap="viridis", interpolation="nearest")
-        fig.suptitle(f"{name} {tuple(act.shape)} {image_name}".strip())
+        shown = f"all {k} channels" if k == act.shape[-1] else f"channels 0–{k - 1}: {k} of {act.shape[-1]}"
+        fig.suptitle(f"{name} {tuple(act.shape)} {image_name} — {shown}".replace("  ", " "))
         fig.tight_layout()
         written.append(_save(fig, Path(out_dir) / f"{safe_name(name)}.png"))
     return written
@@ -171,14 +174,17 @@ def plot_confusion(metrics: dict, path) -> Path:
 
 def plot_top_losses(probs: np.ndarray, labels: np.ndarray, paths: list[str], root, class_names: list[str], path,
                     k: int = 9) -> Path:
-    """The k most confidently wrong images with their true and predicted class (`probs`: (n, classes))."""
+    """The k images with the highest loss, wrong ones first by construction, each titled with its true and
+    predicted class and its loss (`probs`: (n, classes)). With no wrong predictions it still shows the least
+    certain images, and says so."""
     from PIL import Image
 
     plt = _plt()
     p = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=int)
-    wrong = np.flatnonzero(p.argmax(1) != labels)
-    order = wrong[np.argsort(-p[wrong].max(1))][:k]
+    loss = -np.log(np.clip(p[np.arange(len(labels)), labels], 1e-7, 1.0)) if len(labels) else np.zeros(0)
+    n_wrong = int((p.argmax(1) != labels).sum()) if len(labels) else 0
+    order = np.argsort(-loss, kind="stable")[:k]
     cols = 3
     rows = max(1, int(np.ceil(len(order) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
@@ -189,11 +195,17 @@ def plot_top_losses(probs: np.ndarray, labels: np.ndarray, paths: list[str], roo
             with Image.open(Path(root) / paths[i]) as im:
                 ax.imshow(im.convert("RGB"))
         except OSError:
-            pass
+            ax.text(0.5, 0.5, "(cannot be read)", ha="center", va="center")
         pred = int(p[i].argmax())
-        ax.set_title(f"true {class_names[labels[i]]}\npred {class_names[pred]} ({p[i, pred]:.0%})", fontsize=9)
-    fig.suptitle(f"Most confidently wrong ({len(wrong)} wrong of {len(labels)})" if len(wrong)
-                 else f"No wrong predictions among {len(labels)}")
+        mark = "" if pred == labels[i] else "WRONG  "
+        ax.set_title(f"{mark}true {class_names[labels[i]]}\npred {class_names[pred]} ({p[i, pred]:.0%}), "
+                     f"loss {loss[i]:.2f}", fontsize=9, color="black" if pred == labels[i] else "firebrick")
+    if not len(labels):
+        title = "No images were evaluated"
+    elif n_wrong:
+        title = f"Highest-loss images ({n_wrong} wrong of {len(labels)})"
+    else:
+        title = f"No wrong predictions among {len(labels)}: the {len(order)} least certain images"
+    fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
-
