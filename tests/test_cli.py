@@ -47,3 +47,48 @@ def test_extract_exit_status_3_when_images_skipped(cli, image_folder, tmp_path):
     assert r.returncode == 3, r.stderr
     assert "skipped: cats/zero.jpg: not an image" in r.stderr
     assert "Wrote 12 rows (2 classes)" in r.stdout
+
+
+def test_layers_at_another_size_does_not_offer_a_missing_default(capsys):
+    assert main(["layers", "vgg16", "--input-size", "150"]) == 0
+    out = capsys.readouterr().out
+    assert "fc2" not in out.split("Default feature layer")[0]
+    assert "Default feature layer: fc2, which needs the classifier at 224 px" in out
+    assert "--layer block5_pool" in out
+    assert main(["layers", "vgg16"]) == 0
+    assert "Default feature layer: fc2;" in capsys.readouterr().out
+
+
+def test_extract_messages_count_in_words_and_join_paths_once(cli, flat_folder, tmp_path):
+    (flat_folder / "notes.txt").write_text("not an image")
+    (flat_folder / "broken.png").write_bytes(b"")
+    r = cli("extract", flat_folder, "-o", f"{tmp_path / 'feats'}/", "--model", "tiny_test", "--weights", "none",
+            "-q")
+    assert r.returncode == 3, r.stderr
+    assert "Ignored 1 file that is not an image by its extension: 'notes.txt'" in r.stderr
+    assert f"all listed in {tmp_path / 'feats' / 'manifest.json'}" in r.stderr and "//" not in r.stderr + r.stdout
+    assert "Wrote 5 rows (unlabelled)" in r.stdout and "Skipped 1 of 6 images" in r.stderr
+
+
+def test_the_library_is_as_quiet_as_the_cli(tmp_path):
+    """TensorFlow's C++ start-up lines (absl, cpu_feature_guard) stay hidden also when KERAS_BACKEND is set."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    code = ("import transferkit, keras, warnings\n"
+            "keras.ops.convert_to_numpy(keras.ops.ones((2, 2)) @ keras.ops.ones((2, 2)))\n"
+            "warnings.warn('a real warning still shows')\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["KERAS_BACKEND"] = "tensorflow"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "a real warning still shows" in r.stderr
+    noise = [line for line in r.stderr.splitlines() if "absl" in line or "cpu_feature_guard" in line
+             or "oneDNN" in line]
+    assert not noise, noise
+    # the same code without transferkit is noisy on this TensorFlow: the test can fail
+    r = subprocess.run([sys.executable, "-c", code.replace("import transferkit, ", "import ")], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert any("cpu_feature_guard" in line or "oneDNN" in line for line in r.stderr.splitlines()), r.stderr

@@ -283,3 +283,56 @@ def test_test_time_augmentation_averages_flipped_views(train_folder, tmp_path):
     assert m["tta"] == "flips" and m["n"] == 20
     with pytest.raises(TransferkitError, match="`tta` must be one of"):
         predict(result.run_dir, folder, tta="rotate")
+
+
+def test_metrics_roc_auc_and_top_k_match_scikit_learn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    from transferkit.train.metrics import classification_metrics, roc_auc
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):  # scores with many ties
+        scores, positive = rng.integers(0, 5, 60) / 4, rng.random(60) < 0.3
+        assert roc_auc(scores, positive) == pytest.approx(sklearn_metrics.roc_auc_score(positive, scores))
+    assert roc_auc(np.array([0.2, 0.4]), np.array([True, True])) is None  # one class only
+    probs, labels = rng.dirichlet(np.ones(7), 200), rng.integers(0, 7, 200)
+    m = classification_metrics(probs, labels, list("abcdefg"))
+    assert m["roc_auc"] == pytest.approx(sklearn_metrics.roc_auc_score(labels, probs, multi_class="ovr"))
+    assert m["top_k_accuracy"] == {str(k): pytest.approx(sklearn_metrics.top_k_accuracy_score(labels, probs, k=k))
+                                   for k in (3, 5)}
+    binary = classification_metrics(np.array([[0.1], [0.7], [0.6], [0.9]]), np.array([0, 0, 1, 1]), ["a", "b"])
+    assert binary["roc_auc"] == 0.75 and binary["top_k_accuracy"] == {}
+
+
+def test_predict_and_evaluate_take_a_csv_of_path_and_label(train_folder, tmp_path, cli):
+    result = train(train_folder, model="tiny_test", strategy="features", runs_root=tmp_path / "runs", epochs=5,
+                   **FAST)
+    rows = [(f"validation/{c}/{p.name}", c) for c in ("checks", "stripes")
+            for p in sorted((train_folder / "validation" / c).iterdir())]
+    table = train_folder / "labels.csv"
+    table.write_text("path,label\n" + "".join(f"{p},{c}\n" for p, c in rows[::-1]))  # any order
+    from_folder = evaluate(result.run_dir, train_folder / "validation")
+    from_csv = evaluate(result.run_dir, table, tmp_path / "eval")
+    for key in ("accuracy", "loss", "roc_auc", "n"):
+        assert from_csv[key] == pytest.approx(from_folder[key]), key
+    assert from_csv["confusion"] == from_folder["confusion"]
+    with open(tmp_path / "eval" / "predictions.csv") as f:
+        assert [r["path"] for r in csv.DictReader(f)] == [p.split("/", 1)[1] for p, _ in rows[::-1]]
+    preds, skipped = predict(result.run_dir, table)
+    assert len(preds) == 20 and not skipped
+    # unlabelled CSV: predict yes, evaluate says what is missing
+    (train_folder / "paths.csv").write_text("path\n" + "".join(f"{p}\n" for p, _ in rows))
+    assert len(predict(result.run_dir, train_folder / "paths.csv")[0]) == 20
+    with pytest.raises(TransferkitError, match="no labels to evaluate against"):
+        evaluate(result.run_dir, train_folder / "paths.csv")
+    bad = {"no_path.csv": ("file,label\na.png,checks\n", "needs a header row with a `path` column"),
+           "missing.csv": (f"path,label\n{rows[0][0]},checks\nnope.png,checks\n", r"line 3: the image 'nope.png'"),
+           "twice.csv": (f"path,label\n{rows[0][0]},checks\n./{rows[0][0]},checks\n", "line 3: .* listed twice"),
+           "unknown.csv": (f"path,label\n{rows[0][0]},cats\n", r"labels \['cats'\] are not classes"),
+           "short.csv": (f"path,label\n{rows[0][0]}\n", "line 2: 1 fields, the header has 2")}
+    for name, (text, message) in bad.items():
+        (train_folder / name).write_text(text)
+        with pytest.raises(TransferkitError, match=message):
+            evaluate(result.run_dir, train_folder / name)
+    r = cli("evaluate", result.run_dir, table)
+    assert r.returncode == 0, r.stderr
+    assert "ROC-AUC" in r.stdout and "n=20" in r.stdout

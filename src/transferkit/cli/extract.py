@@ -25,7 +25,7 @@ Re-running the same command resumes an interrupted run. Exit status 3 means some
 def register(sub):
     p = add_command(sub, "extract", help="Extract a feature vector (or map) per image into a folder.",
                     examples=EXAMPLES, run=run)
-    p.add_argument("images", metavar="IMAGES", help="folder of images (class sub-folders give labels) or one image")
+    p.add_argument("images", metavar="IMAGES", help="folder of images (class sub-folders give labels), one image, or a CSV with path[,label] columns")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (shards + manifest.json)")
     add_model(p)
     p.add_argument("--layer", "-l", action="append", dest="layers", metavar="NAME",
@@ -83,8 +83,9 @@ def report(fs, out) -> int:
     print(f"Wrote {plural(rows, 'row')} ({labels}) to {out}")
     ignored = m.get("ignored_files", {}).get("count", 0)
     if ignored:
-        print(f"Ignored {plural(ignored, 'file')} that {'is' if ignored == 1 else 'are'} not images by extension "
-              f"(e.g. {m['ignored_files']['examples'][0]!r})", file=sys.stderr)
+        example = m["ignored_files"]["examples"][0]
+        print(f"Ignored 1 file that is not an image by its extension: {example!r}" if ignored == 1 else
+              f"Ignored {ignored} files that are not images by their extension (e.g. {example!r})", file=sys.stderr)
     if fs.skipped:
         for item in fs.skipped[:20]:
             print(f"skipped: {item['path']}: {item['reason']}", file=sys.stderr)

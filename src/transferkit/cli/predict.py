@@ -9,6 +9,7 @@ from ._options import add_batch_size, add_command, add_run_or_model, add_tta, im
 
 EXAMPLES = """  transferkit predict runs/vgg16-finetune new_photos/ -o predictions.csv
   transferkit predict model.keras photo.jpg
+  transferkit predict runs/vgg16-finetune list.csv -o predictions.csv   # a CSV with a path column
 """
 
 
@@ -16,7 +17,7 @@ def register(sub):
     p = add_command(sub, "predict", help="Classify images with a trained run (CSV of class probabilities).",
                     examples=EXAMPLES, run=run)
     add_run_or_model(p)
-    p.add_argument("images", metavar="IMAGES", help="a folder of images or one image")
+    p.add_argument("images", metavar="IMAGES", help="a folder of images, one image, or a CSV with a path column")
     p.add_argument("-o", "--output", default=None, help="CSV file (default: print to the terminal)")
     add_batch_size(p)
     add_tta(p)

@@ -84,14 +84,22 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
 
 def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32, unsafe: bool = False,
              tta: str = "none") -> dict:
-    """Accuracy, loss, per-class precision/recall/F1 and confusion matrix on a labelled `<class>/` folder.
+    """Accuracy, top-k accuracy, loss, ROC-AUC, per-class precision/recall/F1 and the confusion matrix on a
+    labelled `<class>/` folder or a `path,label` CSV.
 
-    With `out_dir`, also writes metrics.json, confusion.png and top_losses.png there; `tta` as in `predict`.
+    With `out_dir`, also writes metrics.json, predictions.csv (one row per image: path, true, predicted, loss,
+    probabilities), confusion.png and top_losses.png there; `tta` as in `predict`.
+
+    Example:
+    >>> m = evaluate("runs/vgg16-finetune", "data/test", "eval/")  # doctest: +SKIP
+    >>> m["accuracy"], m["roc_auc"], m["top_k_accuracy"]  # doctest: +SKIP
+    (0.94, 0.981, {})
     """
     model, info = load_run(run_or_model, unsafe=unsafe)
     index = index_images(data, class_names=info["class_names"])
     if index.labels is None:
-        raise TransferkitError(f"{str(data)!r} has no class sub-folders to evaluate against.")
+        raise TransferkitError(f"{str(data)!r} has no labels to evaluate against: pass a folder with one "
+                               "sub-folder per class, or a CSV with path and label columns.")
     metrics = evaluate_model(model, index, info["class_names"], size=info["input_size"],
                              crop_fraction=info["crop_fraction"], resample=info["resample"], out_dir=out_dir,
                              batch_size=batch_size, tta=tta)
