@@ -226,3 +226,42 @@ def test_shards_are_queryable_with_duckdb(image_folder, tmp_path):
     rows = duckdb.sql(f"SELECT class_name, count(*) AS n, min(len(avg_pool)) AS d "
                       f"FROM read_parquet('{tmp_path / 'o'}/part-*.parquet') GROUP BY class_name ORDER BY 1").fetchall()
     assert rows == [("cats", 6, 16), ("dogs", 6, 16)]
+
+
+def test_crop_model_none_or_a_fraction_decides_what_the_network_sees(tmp_path, cli):
+    import dataclasses
+
+    from PIL import Image
+
+    from transferkit.backbones.registry import is_registered
+    from transferkit.errors import TransferkitError
+
+    if not is_registered("tiny_crop"):  # the tiny backbone with a centre crop, as EfficientNet-Lite has
+        tk.register_backbone(dataclasses.replace(tk.get_backbone("tiny_test"), name="tiny_crop", crop_fraction=0.5))
+    framed, white = np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 255, np.uint8)
+    framed[16:48, 16:48] = 255  # a white centre in a black frame
+    for name, arr in (("framed", framed), ("white", white)):
+        (tmp_path / "img" / name).mkdir(parents=True)
+        Image.fromarray(arr).save(tmp_path / "img" / name / "0.png")
+    common = dict(model="tiny_crop", layers="block2_pool", pooling="avg", weights="none", precision="float32")
+    centre = tk.extract(tmp_path / "img", tmp_path / "a", **common)  # crop "model": the centre half
+    whole = tk.extract(tmp_path / "img", tmp_path / "b", crop="none", **common)
+    np.testing.assert_allclose(centre.matrix[0], centre.matrix[1], atol=1e-5)  # both look all white
+    assert np.abs(whole.matrix[0] - whole.matrix[1]).max() > 1e-3  # the frame is seen
+    assert centre.manifest["settings"]["crop_fraction"] == 0.5 and whole.manifest["settings"]["crop_fraction"] is None
+    with pytest.raises(TransferkitError, match=r"`crop` must be 'model', 'none' or a fraction .* Received: crop='1.5'"):
+        tk.extract(tmp_path / "img", tmp_path / "c", crop="1.5", **common)
+    # training records the crop, and predict/evaluate use it
+    from conftest import make_split_folder
+
+    data = make_split_folder(tmp_path / "data", {"train": 8, "validation": 4}, ["a", "b"])
+    result = tk.train(data, model="tiny_crop", crop="none", weights="none", epochs=1, runs_root=tmp_path / "runs",
+                      precision="float32")
+    assert result.config["crop"] == "none" and result.config["crop_fraction"] is None
+    from transferkit.train.use import load_run
+
+    assert load_run(result.run_dir)[1]["crop_fraction"] is None
+    r = cli("extract", tmp_path / "img", "-o", tmp_path / "d", "--model", "tiny_test", "--weights", "none",
+            "--crop", "0.8", "-q")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "d" / "manifest.json").read_text())["settings"]["crop_fraction"] == 0.8

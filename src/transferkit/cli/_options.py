@@ -31,6 +31,12 @@ def add_input_size(parser):
                         help="square input size in pixels (default: the model's)")
 
 
+def add_crop(parser):
+    parser.add_argument("--crop", default="model", metavar="{model,none,FRACTION}",
+                        help="model: the backbone's own centre crop (EfficientNet-Lite 0.875, keras.applications "
+                             "none); none: resize the whole image (keeps borders); or a fraction (default: model)")
+
+
 def add_weights(parser, default: str = "imagenet"):
     parser.add_argument("--weights", default=default,
                         help=f"'imagenet', 'none' (random) or a weights file path (default: {default})")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ._options import add_batch_size, add_command, add_run_or_model, add_tta, import_keras
 
-EXAMPLES = """  transferkit evaluate runs/vgg16-finetune data/test -o eval/     # eval/predictions.csv: one row per image
-  transferkit evaluate runs/vgg16-finetune labels.csv --tta hflip  # a CSV with path,label columns
+EXAMPLES = """  transferkit evaluate runs/vgg16-finetune data/test -o eval/  # eval/predictions.csv: a row per image
+  transferkit evaluate runs/vgg16-finetune labels.csv --tta hflip  # a CSV: path,label
 """
 
 

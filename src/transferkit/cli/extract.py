@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..backbones.registry import POOLINGS
 from ..errors import plural
-from ._options import (add_batch_size, add_command, add_input_size, add_model, add_precision, add_quiet,
+from ._options import (add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
 
 EXAMPLES = """  transferkit extract photos/ --model vgg16 --layer fc2 -o features/
@@ -25,7 +25,8 @@ Re-running the same command resumes an interrupted run. Exit status 3 means some
 def register(sub):
     p = add_command(sub, "extract", help="Extract a feature vector (or map) per image into a folder.",
                     examples=EXAMPLES, run=run)
-    p.add_argument("images", metavar="IMAGES", help="folder of images (class sub-folders give labels), one image, or a CSV with path[,label] columns")
+    p.add_argument("images", metavar="IMAGES",
+                   help="folder of images (class sub-folders give labels), one image, or a CSV with path[,label]")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (shards + manifest.json)")
     add_model(p)
     p.add_argument("--layer", "-l", action="append", dest="layers", metavar="NAME",
@@ -33,6 +34,7 @@ def register(sub):
     p.add_argument("--pooling", default="none", choices=POOLINGS,
                    help="pooling of 4-D feature maps (default: none keeps h × w × c)")
     add_input_size(p)
+    add_crop(p)
     add_weights(p)
     add_batch_size(p)
     add_precision(p)
@@ -62,7 +64,7 @@ def run(args) -> int:
     from ..extract import extract
 
     fs = extract(args.images, args.output, model=args.model, layers=args.layers, pooling=args.pooling,
-                 input_size=args.input_size, weights=args.weights, batch_size=args.batch_size,
+                 input_size=args.input_size, crop=args.crop, weights=args.weights, batch_size=args.batch_size,
                  precision=args.precision, labels=args.labels, shard_size=args.shard_size, format=args.format,
                  overwrite=args.overwrite, workers=args.workers, quiet=args.quiet, load=False,
                  engine=args.engine, address=args.address, gpus_per_worker=args.gpus_per_worker,

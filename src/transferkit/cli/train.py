@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..backbones.registry import HEAD_POOLINGS
 from ..train.config import CLASS_WEIGHTS, OPTIMIZERS, STRATEGIES
-from ._options import (add_batch_size, add_command, add_input_size, add_model, add_precision, add_quiet,
+from ._options import (add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
 
 EXAMPLES = """  transferkit train cats_and_dogs_small/ --model vgg16 --input-size 150 --strategy features
@@ -28,6 +28,7 @@ def register(sub):
                    help="features: cached conv features + dense head (fast); frozen: frozen base + augmentation; "
                         "finetune: frozen stage then the top block(s) unfrozen (default: features)")
     add_input_size(p)
+    add_crop(p)
     add_weights(p)
     p.add_argument("--epochs", type=int, default=30, help="epochs of the head stage (default: 30)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="epochs of the unfrozen stage (default: --epochs)")

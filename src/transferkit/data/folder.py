@@ -216,5 +216,6 @@ def _index_csv(table: Path, labels: str, class_names) -> ImageIndex:
 def _empty_error(root: Path, extensions, ignored) -> TransferkitError:
     msg = f"No images found in {str(root)!r} (looked for {', '.join(extensions)})."
     if ignored:
-        msg += f" {plural(len(ignored), 'other file')} {'was' if len(ignored) == 1 else 'were'} found, e.g. {ignored[0]!r}."
+        verb = "was" if len(ignored) == 1 else "were"
+        msg += f" {plural(len(ignored), 'other file')} {verb} found, e.g. {ignored[0]!r}."
     return TransferkitError(msg)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import __version__, backend
 from ..backbones.build import build_feature_model, normalize_weights, weights_identity
-from ..backbones.registry import DEFAULT_MODEL, POOLINGS, PREPROCESSING, get_backbone
+from ..backbones.registry import DEFAULT_MODEL, POOLINGS, PREPROCESSING, get_backbone, with_crop
 from ..data.decode import check_resample
 from ..data.folder import index_images
 from ..errors import TransferkitError, check_one_of, check_positive_int, settings_diff
@@ -63,7 +63,7 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
             labels: str = "inferred", shard_size: int = 1024, format: str = "parquet", overwrite: bool = False,
             workers: int | None = None, seed: int = 0, quiet: bool = True, load: bool = True, engine: str = "local",
             address: str | None = None, gpus_per_worker: float = 0.0, runtime: str | None = None,
-            calibration: int = DEFAULT_CALIBRATION) -> FeatureSet:
+            calibration: int = DEFAULT_CALIBRATION, crop="model") -> FeatureSet:
     """Extract features of every image under `images` into the folder `out`, resuming a previous run.
 
     Args:
@@ -75,6 +75,8 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
         layers: layer name or list (one forward pass); default the model's pre-logits layer.
         pooling: "none", "avg", "max" or "flatten", applied to 4-D layer outputs.
         input_size: square input size; default the model's.
+        crop: "model" (the backbone's own: EfficientNet-Lite takes the centre 87.5 %, keras.applications the
+            whole image), "none" (the whole image, e.g. when defects sit at the border), or a fraction.
         weights: "imagenet", "none" or a weights file.
         batch_size: images per forward pass.
         precision: "auto" (bfloat16 where the hardware runs it fast), "float32", "bfloat16", or "int8"
@@ -104,7 +106,7 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
     >>> fs.matrix.shape
     (700, 4096)
     """
-    spec = get_backbone(model)
+    spec = with_crop(get_backbone(model), crop)
     check_one_of("pooling", pooling, POOLINGS)
     check_one_of("precision", precision, backend.PRECISIONS)
     check_one_of("format", format, FORMATS)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import backend
 from ..backbones.build import check_input_size, normalize_weights
-from ..backbones.registry import DEFAULT_MODEL, HEAD_POOLINGS, get_backbone
+from ..backbones.registry import DEFAULT_MODEL, HEAD_POOLINGS, CROPS, get_backbone, with_crop
 from ..errors import TransferkitError, check_one_of, check_positive_int, did_you_mean
 from .model import Augmentation
 
@@ -27,6 +27,8 @@ class TrainConfig:
     Args:
         data: folder with train/<class>/ and validation/<class>/ (or use `validation_split`), optional test/.
         model: registry backbone. input_size: default the model's. weights: "imagenet", "none" or a file.
+        crop: "model" (the backbone's own centre crop, if any), "none" (resize the whole image: measured +3
+            points on ELPV's 4 classes, docs/elpv.md) or a fraction in (0, 1].
         strategy: "features", "frozen" or "finetune" (see `train`).
         epochs: epochs of the head stage; `finetune_epochs` (default `epochs`) of the unfrozen stage.
         batch_size, learning_rate, optimizer: head-stage training (tutorial defaults: 20, 2e-5, RMSprop).
@@ -55,6 +57,7 @@ class TrainConfig:
     model: str = DEFAULT_MODEL
     strategy: str = "features"
     input_size: int | None = None
+    crop: str | float = "model"
     weights: str = "imagenet"
     epochs: int = 30
     finetune_epochs: int | None = None
@@ -105,6 +108,7 @@ class TrainConfig:
         uses_augmentation = self.augment and self.strategy != "features" and self.init_from is None
         return dataclasses.replace(
             self, data=str(Path(os.path.expanduser(str(self.data))).resolve()), model=spec.name, input_size=size,
+            crop=self.crop if self.crop in CROPS else float(self.crop),
             weights=weights or "none", finetune_epochs=self.finetune_epochs or self.epochs,
             augmentation=(self.augmentation or Augmentation()) if uses_augmentation else None,
             class_weight=self.class_weight or "none", pooling=self.pooling or spec.head_pooling,
@@ -114,6 +118,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise `TransferkitError` naming the first setting that cannot work."""
         check_one_of("strategy", self.strategy, STRATEGIES)
+        with_crop(get_backbone(self.model), self.crop)
         check_one_of("optimizer", self.optimizer, OPTIMIZERS)
         check_one_of("class_weight", self.class_weight or "none", CLASS_WEIGHTS)
         if self.pooling is not None:

@@ -77,5 +77,6 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: l
     top_k = {str(t): float((ranked[:, :t] == labels[:, None]).any(axis=1).mean()) if len(labels) else 0.0
              for t in TOP_K if t < k}
     return {"accuracy": float((pred == labels).mean()) if len(labels) else 0.0, "loss": loss,
-            "roc_auc": auc, "top_k_accuracy": top_k, "n": int(len(labels)), "per_class": per_class, "confusion": confusion.tolist(),
+            "roc_auc": auc, "top_k_accuracy": top_k, "n": int(len(labels)), "per_class": per_class,
+            "confusion": confusion.tolist(),
             "class_names": list(class_names)}

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import __version__, backend
 from ..backbones.build import weights_identity
-from ..backbones.registry import BackboneSpec, get_backbone
+from ..backbones.registry import BackboneSpec, get_backbone, with_crop
 from ..errors import TransferkitError
 from .config import STRATEGIES, TrainConfig
 from .data import Splits, drop_unreadable, find_splits, make_dataset
@@ -145,7 +145,8 @@ def start_from_run(job: Job) -> None:
 def feature_cache_dir(runs_root, cfg: TrainConfig, layer: str, index) -> Path:
     """Where cached conv-base features of one split live: a hash of everything that changes them."""
     key = json.dumps(["v2", cfg.model, layer, cfg.pooling, cfg.input_size, weights_identity(cfg.weights),
-                      cfg.precision, backend.name(), str(index.root), index.fingerprint()], sort_keys=True)
+                      cfg.precision, backend.name(), str(index.root), index.fingerprint()]
+                     + ([] if cfg.crop == "model" else [str(cfg.crop)]), sort_keys=True)
     return Path(runs_root) / ".feature-cache" / f"{cfg.model}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
@@ -205,7 +206,7 @@ def train(data, config: TrainConfig | None = None, *, run_dir=None, runs_root="r
     import keras
 
     cfg = TrainConfig.from_options(data, options, base=config).resolved()
-    spec = get_backbone(cfg.model)
+    spec = with_crop(get_backbone(cfg.model), cfg.crop)
     splits = find_splits(cfg.data, validation_split=cfg.validation_split, seed=cfg.seed)
     if cfg.init_from is not None:
         check_init_run(cfg, splits.class_names)
