@@ -90,6 +90,7 @@ def test_report_is_written_by_train_and_by_the_command(cli, runs):
     assert "Validation accuracy" in page and page.count("data:image/png;base64") >= 4  # curves, confusion, ...
     assert "Validation features (PCA)" in page  # a features run
     assert "Grad-CAM" in page and "stripes" in page
+    assert f"ROC-AUC {runs['binary'].metrics['roc_auc']:.3f}" in page  # a binary task
     (run / "report.html").unlink()
     r = cli("report", run)
     assert r.returncode == 0 and (run / "report.html").exists(), r.stderr

@@ -128,6 +128,8 @@ def write_report(run) -> Path:
     page = _PAGE.format(
         title=esc(f"{config.get('model')} {config.get('strategy')} — {run.name}"),
         accuracy=metrics.get("accuracy", 0.0), loss=metrics.get("loss", 0.0), n=metrics.get("n", 0),
+        more="".join([f", top-{k} {v:.1%}" for k, v in (metrics.get("top_k_accuracy") or {}).items()]
+                     + ([f", ROC-AUC {metrics['roc_auc']:.3f}"] if metrics.get("roc_auc") is not None else [])),
         classes=esc(", ".join(config.get("class_names", []))), settings=settings, stages=stages,
         curves=_img_tag(_png(curves), "training curves", 900), per_class=per_class,
         confusion=_img_tag(_png(run / "confusion.png"), "confusion matrix", 520), mistakes=mistakes,
@@ -149,7 +151,7 @@ table{{border-collapse:collapse}}td,th{{padding:3px 10px;border-bottom:1px solid
 figure img{{width:300px}}figcaption{{font-size:12px}}.missing{{color:#999}}
 </style></head><body>
 <h1>{title}</h1>
-<p class="big">Validation accuracy <b>{accuracy:.1%}</b>, loss {loss:.4f} (n = {n}); classes: {classes}</p>
+<p class="big">Validation accuracy <b>{accuracy:.1%}</b>{more}, loss {loss:.4f} (n = {n}); classes: {classes}</p>
 <h2>Stages</h2><table><tr><th>stage</th><th>epochs</th><th>kept epoch</th><th>time</th></tr>{stages}</table>
 <h2>Training curves</h2>{curves}
 <h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
