@@ -1,6 +1,7 @@
 """The ELPV example's data preparation (the paper's stratified split) on a tiny fake wheel; no download."""
 
 import csv
+import json
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -74,3 +75,14 @@ def test_table_runs_on_the_prepared_folder(tmp_path, capsys):
     ex.print_table(rows)
     out = capsys.readouterr().out
     assert "88.4%" in out and "linear (tiny_test)" in out
+
+
+def test_finetune_recipe_starts_from_the_features_run(tmp_path):
+    ex = load_example("elpv")
+    data = ex.prepare(ex.Source(fake_wheel(tmp_path / "w.whl")), tmp_path / "data", "binary")
+    rows = ex.run_table(data, task="binary", strategies=["finetune"], model="tiny_test", input_size=None,
+                        runs=tmp_path / "runs", quick=True, weights="none", precision="float32", unfreeze_blocks=1)
+    assert [r["recipe"] for r in rows] == ["features", "finetune", "finetune + TTA flips"]
+    config = json.loads((tmp_path / "runs" / "binary-finetune-tiny_test" / "config.json").read_text())
+    assert config["init_from"].endswith("binary-features-tiny_test") and config["crop"] == "none"
+    assert config["augmentation"]["rot90"] and config["augmentation"]["vertical_flip"]

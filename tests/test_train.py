@@ -179,6 +179,7 @@ def test_finetune_can_start_from_a_features_run(train_folder, tmp_path):
                    init_from=first.run_dir, epochs=2, finetune_epochs=2, **FAST)
     assert [s["epochs"] for s in result.stages] == [0, 2]
     assert result.metrics["accuracy"] >= 0.8
+    assert result.config["augmentation"]["rotation"] == 40.0  # the unfrozen stage trains on augmented images
     with pytest.raises(TransferkitError, match="input_size=32.*input_size=40"):
         train(train_folder, model="tiny_test", strategy="finetune", input_size=40, runs_root=tmp_path / "runs",
               init_from=first.run_dir, **FAST)
@@ -336,3 +337,19 @@ def test_predict_and_evaluate_take_a_csv_of_path_and_label(train_folder, tmp_pat
     r = cli("evaluate", result.run_dir, table)
     assert r.returncode == 0, r.stderr
     assert "ROC-AUC" in r.stdout and "n=20" in r.stdout
+
+
+def test_random_rot90_turns_each_image_by_a_multiple_of_90_degrees(train_folder, tmp_path):
+    from transferkit.train import Augmentation
+    from transferkit.train.layers import RandomRot90
+
+    x = np.arange(64 * 5 * 5 * 3, dtype="float32").reshape(64, 5, 5, 3)
+    out = np.asarray(RandomRot90(seed=1)(x, training=True))
+    turns = [next(k for k in range(4) if np.array_equal(o, np.rot90(i, k))) for i, o in zip(x, out)]
+    assert set(turns) == {0, 1, 2, 3} and max(np.bincount(turns)) < 32  # every turn, none dominating
+    assert np.array_equal(np.asarray(RandomRot90(seed=1)(x)), x)  # inference: unchanged
+    result = train(train_folder, model="tiny_test", strategy="frozen", runs_root=tmp_path / "runs", epochs=2,
+                   augmentation=Augmentation(rotation=0, shift=0, shear=0, zoom=0, vertical_flip=True, rot90=True),
+                   **FAST)
+    assert result.config["augmentation"]["rot90"] is True
+    assert "aug_rot90" not in [layer.name for layer in result.model.layers]  # model.keras has no augmentation

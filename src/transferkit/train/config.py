@@ -105,7 +105,7 @@ class TrainConfig:
         spec = get_backbone(self.model)
         weights = normalize_weights(self.weights)
         size = check_input_size(spec, self.input_size, include_top=False, weights=weights)
-        uses_augmentation = self.augment and self.strategy != "features" and self.init_from is None
+        uses_augmentation = self.augment and self.strategy != "features"  # also the unfrozen stage of init_from
         return dataclasses.replace(
             self, data=str(Path(os.path.expanduser(str(self.data))).resolve()), model=spec.name, input_size=size,
             crop=self.crop if self.crop in CROPS else float(self.crop),

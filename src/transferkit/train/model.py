@@ -23,6 +23,7 @@ class Augmentation:
     zoom: float = 0.2
     horizontal_flip: bool = True
     vertical_flip: bool = False  # for images without an up (cells, cells in microscopy, satellite tiles)
+    rot90: bool = False  # random 90° turns of square inputs: with both flips, all 8 orientations
 
     def layers(self, seed: int = 0):
         from keras import layers
@@ -43,6 +44,10 @@ class Augmentation:
                 (True, True): "horizontal_and_vertical"}.get((self.horizontal_flip, self.vertical_flip))
         if flip:
             out.append(layers.RandomFlip(flip, seed=seed + 4, name="aug_flip"))
+        if self.rot90:
+            from .layers import RandomRot90
+
+            out.append(RandomRot90(seed=seed + 5, name="aug_rot90"))
         return out
 
     def to_dict(self) -> dict:
