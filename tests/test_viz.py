@@ -168,8 +168,11 @@ def test_class_names_accept_any_synonym_and_suggest_by_synonym():
     assert api.class_index("espresso", names) == names.index("espresso")
     with pytest.raises(TransferkitError, match=r"names 2 classes: 134 .*517 .*Pass the index"):
         api.class_index("crane", names)  # the bird and the machine
-    with pytest.raises(TransferkitError, match=r"Received: class='tabbby'. Did you mean 'tabby, tabby cat'"):
+    with pytest.raises(TransferkitError, match=r"Received: class='tabbby'. Did you mean 'tabby, tabby cat' \(281\)"):
         api.class_index("tabbby", names)
+    with pytest.raises(TransferkitError) as err:
+        api.class_index("tabbby cat", names)
+    assert str(err.value).count("281") == 1  # one suggestion per class, however many synonyms are close
     with pytest.raises(TransferkitError, match="from 0 to 999"):
         api.class_index("1000", names)
 

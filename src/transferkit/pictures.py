@@ -87,8 +87,8 @@ def class_index(target, names: list[str]) -> int:
     if hits:
         options = ", ".join(f"{i} ({names[i]!r})" for i in hits)
         raise TransferkitError(f"`class` {text!r} names {len(hits)} classes: {options}. Pass the index instead.")
-    close = close_matches(_norm_class(text), synonyms)
-    hint = (" Did you mean " + " or ".join(repr(names[synonyms[c][0]]) for c in close) + "?") if close else ""
+    close = list(dict.fromkeys(i for c in close_matches(_norm_class(text), synonyms, n=6) for i in synonyms[c]))[:3]
+    hint = (" Did you mean " + " or ".join(f"{names[i]!r} ({i})" for i in close) + "?") if close else ""
     raise TransferkitError(f"`class` must name one of the model's {len(names)} classes (a name, a synonym or an "
                            f"index). Received: class={text!r}.{hint}")
 
