@@ -184,9 +184,10 @@ def run_table(data: Path, *, task: str, strategies, model: str, input_size: int 
         seconds = time.perf_counter() - t
         rows.append({"task": task, "recipe": name, "model": model, "accuracy": result.metrics["accuracy"],
                      "seconds": seconds, "run": str(result.run_dir)})
-        if strategy != "features":  # test-time augmentation: the same run, averaged over the 4 flips
-            flips = tk.evaluate(result.run_dir, Path(data) / "validation", tta="flips")
-            rows.append({**rows[-1], "recipe": name + " + TTA flips", "accuracy": flips["accuracy"]})
+        if strategy != "features":  # test-time augmentation: the same run, averaged over the orientations it learnt
+            tta = "dihedral" if getattr(options.get("augmentation"), "rot90", False) else "flips"
+            views = tk.evaluate(result.run_dir, Path(data) / "validation", tta=tta)
+            rows.append({**rows[-1], "recipe": f"{name} + TTA {tta}", "accuracy": views["accuracy"]})
     return rows
 
 

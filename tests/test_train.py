@@ -269,6 +269,9 @@ def test_test_time_augmentation_averages_flipped_views(train_folder, tmp_path):
     x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3)
     views = tta_views(x, "flips")
     assert len(views) == 4 and np.array_equal(views[3], x[:, ::-1, ::-1]) and len(tta_views(x, "hflip")) == 2
+    d8 = tta_views(x, "dihedral")  # all 8 orientations of each square, each once
+    assert len({v[0].tobytes() for v in d8}) == 8
+    assert all(any(np.array_equal(v[0], np.rot90(x[0], k)) for v in d8) for k in range(4))
     result = train(train_folder, model="tiny_test", strategy="frozen", runs_root=tmp_path / "runs", epochs=2,
                    **FAST)
     folder = train_folder / "validation" / "checks"

@@ -64,8 +64,9 @@ def add_tta(parser):
     from ..train.use import TTA_MODES
 
     parser.add_argument("--tta", default="none", choices=TTA_MODES,
-                        help="test-time augmentation: average over the mirrored image (hflip) or all flips "
-                             "(flips: for images whose class survives any flip, e.g. solar cells) (default: none)")
+                        help="test-time augmentation: average over the mirrored image (hflip), all 4 flips (flips: "
+                             "for images whose class survives any flip, e.g. solar cells) or all 8 orientations "
+                             "(dihedral: flips and 90° turns) (default: none)")
 
 
 def add_features(parser):

@@ -13,7 +13,7 @@ from ..errors import TransferkitError, check_one_of
 from ..extract.reader import ImageReader
 from .metrics import classification_metrics, probabilities_2d
 
-TTA_MODES = ("none", "hflip", "flips")
+TTA_MODES = ("none", "hflip", "flips", "dihedral")
 
 
 def load_run(run_or_model, *, unsafe: bool = False):
@@ -61,8 +61,9 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
     """Predict the class of every image; optionally write a CSV (path, predicted class, one probability per class).
 
     Args:
-        tta: test-time augmentation: "none", "hflip" (average with the mirrored image) or "flips" (also
-            upside down and both; for images whose label survives any flip).
+        tta: test-time augmentation: "none", "hflip" (average with the mirrored image), "flips" (also
+            upside down and both; for images whose label survives any flip) or "dihedral" (all 8 orientations:
+            the flips and 90° turns).
 
     Returns:
         (rows, skipped): rows are dicts with "path", "predicted", "probabilities".
@@ -109,14 +110,17 @@ def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32, unsafe: 
 
 
 def tta_views(images: np.ndarray, tta: str = "none") -> list[np.ndarray]:
-    """The test-time-augmentation views of a (n, h, w, 3) batch: "none", "hflip" (+ mirrored), or "flips"
-    (+ mirrored, upside down, both: for images whose label survives any flip)."""
+    """The test-time-augmentation views of a (n, h, w, 3) batch: "none", "hflip" (+ mirrored), "flips"
+    (+ mirrored, upside down, both: for images whose label survives any flip), or "dihedral" (those 4 and
+    their transposes: all 8 orientations of a square, for labels that also survive 90° turns)."""
     check_one_of("tta", tta, TTA_MODES)
     views = [images]
-    if tta in ("hflip", "flips"):
+    if tta != "none":
         views.append(images[:, :, ::-1])
-    if tta == "flips":
+    if tta in ("flips", "dihedral"):
         views += [images[:, ::-1], images[:, ::-1, ::-1]]
+    if tta == "dihedral":
+        views += [v.transpose(0, 2, 1, 3) for v in views]
     return views
 
 
