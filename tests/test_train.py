@@ -356,3 +356,27 @@ def test_random_rot90_turns_each_image_by_a_multiple_of_90_degrees(train_folder,
                    **FAST)
     assert result.config["augmentation"]["rot90"] is True
     assert "aug_rot90" not in [layer.name for layer in result.model.layers]  # model.keras has no augmentation
+
+
+def test_cosine_schedule_follows_the_epoch_number(train_folder, tmp_path):
+    import keras
+
+    from transferkit.train.strategies import cosine_schedule
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
+    callback = cosine_schedule(0.1, 10)
+    callback.set_model(model)
+    rates = []
+    for epoch in (0, 5, 9):  # a resumed fit starts at its initial epoch: the curve continues there
+        callback.on_epoch_begin(epoch)
+        rates.append(float(np.asarray(model.optimizer.learning_rate)))
+    assert rates == pytest.approx([0.1, 0.05, 0.1 * (1 + np.cos(0.9 * np.pi)) / 2], rel=1e-5)
+    result = train(train_folder, model="tiny_test", strategy="finetune", schedule="cosine", epochs=2,
+                   finetune_epochs=2, runs_root=tmp_path / "runs", **FAST)
+    assert result.config["schedule"] == "cosine"
+    with open(result.run_dir / "history.csv") as f:  # the schedule adds no column to the appended history
+        rows = list(csv.reader(f))
+    assert len(rows) == 5 and all(len(r) == len(rows[0]) for r in rows)
+    with pytest.raises(TransferkitError, match=r"`schedule` must be one of \['constant', 'cosine'\]"):
+        train(train_folder, model="tiny_test", schedule="cosin", runs_root=tmp_path / "runs", **FAST)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backbones.registry import HEAD_POOLINGS
-from ..train.config import CLASS_WEIGHTS, OPTIMIZERS, STRATEGIES
+from ..train.config import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, STRATEGIES
 from ._options import (add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
 
@@ -45,6 +45,8 @@ def register(sub):
                    help="how the head turns the map into a vector (default: the model's: flatten for VGG as in the "
                         "tutorial, avg for the others)")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience, restoring the best weights")
+    p.add_argument("--schedule", default="constant", choices=SCHEDULES,
+                   help="each stage's learning rate: constant, or cosine decay over its epochs (default: constant)")
     p.add_argument("--class-weight", default="none", choices=CLASS_WEIGHTS,
                    help="balanced: weight classes by inverse frequency, for imbalanced folders (default: none)")
     p.add_argument("--validation-split", type=float, default=None, metavar="F",

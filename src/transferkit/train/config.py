@@ -16,6 +16,7 @@ from .model import Augmentation
 STRATEGIES = ("features", "frozen", "finetune")
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 CLASS_WEIGHTS = ("none", "balanced")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class TrainConfig:
         pooling: how the head turns that map into a vector: "flatten", "avg" or "max" (default: the
             registry's choice per backbone — flatten for VGG as in the tutorial, avg for the others).
         patience: stop after this many epochs without a better validation score (best weights kept).
+        schedule: each stage's learning rate: "constant", or "cosine" (from the stage's rate down towards 0
+            over its epochs, following the epoch number, so `--resume` continues the curve).
         class_weight: "balanced" weights classes by inverse frequency; "none".
         validation_split: without a validation/ folder, hold out this stratified, seeded fraction of train/.
         unfreeze_blocks / unfreeze_from: what "finetune" unfreezes (default: the registry's top block(s)).
@@ -72,6 +75,7 @@ class TrainConfig:
     layer: str | None = None
     pooling: str | None = None
     patience: int | None = None
+    schedule: str = "constant"
     class_weight: str = "none"
     validation_split: float | None = None
     unfreeze_blocks: int | None = None
@@ -120,6 +124,7 @@ class TrainConfig:
         check_one_of("strategy", self.strategy, STRATEGIES)
         with_crop(get_backbone(self.model), self.crop)
         check_one_of("optimizer", self.optimizer, OPTIMIZERS)
+        check_one_of("schedule", self.schedule, SCHEDULES)
         check_one_of("class_weight", self.class_weight or "none", CLASS_WEIGHTS)
         if self.pooling is not None:
             check_one_of("pooling", self.pooling, HEAD_POOLINGS)

@@ -15,8 +15,9 @@ import numpy as np
 from ..errors import TransferkitError
 
 TOP_LOSSES = 6
-CONFIG_ROWS = ("model", "strategy", "input_size", "weights", "pooling", "layer", "epochs", "finetune_epochs",
-               "batch_size", "learning_rate", "finetune_learning_rate", "optimizer", "class_weight",
+CONFIG_ROWS = ("model", "strategy", "input_size", "crop", "weights", "pooling", "layer", "epochs", "finetune_epochs",
+               "batch_size", "learning_rate", "finetune_learning_rate", "optimizer", "schedule", "class_weight",
+               "augmentation", "unfreeze_blocks", "init_from",
                "validation_split", "precision", "seed", "backend", "created", "transferkit_version")
 
 

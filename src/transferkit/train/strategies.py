@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,11 @@ class Job:
         number = len(self.stages) + 1
         self.stages.append(self.run.stage(number, label, self.clf, lambda: fit(self, number, **kwargs)))
 
+    def callbacks(self, number: int, learning_rate: float, epochs: int) -> list:
+        """The run folder's callbacks of stage `number`, plus the learning-rate schedule."""
+        extra = [cosine_schedule(learning_rate, epochs)] if self.cfg.schedule == "cosine" else []
+        return self.run.callbacks(number, patience=self.cfg.patience) + extra
+
 
 # --- the strategies -------------------------------------------------------------------------------------------
 
@@ -90,6 +96,19 @@ STRATEGY_STAGES = {"features": features, "frozen": frozen, "finetune": finetune}
 
 # --- the stages -----------------------------------------------------------------------------------------------
 
+def cosine_schedule(learning_rate: float, epochs: int):
+    """A callback setting the rate of epoch e (0-based, as Keras counts, also after `--resume`) to
+    learning_rate × (1 + cos(π e / epochs)) / 2: the full rate first, 2.5 % of it at 90 % of the epochs."""
+    import keras
+
+    class CosineEpochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            # set, not logged: a new history.csv column would break the appended CSV of a later stage
+            self.model.optimizer.learning_rate.assign(learning_rate * (1 + math.cos(math.pi * epoch / epochs)) / 2)
+
+    return CosineEpochs()
+
+
 def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int) -> None:
     """`model.fit` of the whole classifier on decoded images (only its trainable layers move)."""
     cfg, n_classes = job.cfg, len(job.splits.class_names)
@@ -99,7 +118,7 @@ def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int) -
     train_ds = make_dataset(job.splits.train, cfg.input_size, shuffle=True, seed=cfg.seed, **common)
     val_ds = make_dataset(job.splits.validation, cfg.input_size, shuffle=False, **common)
     job.clf.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=job.class_weight,
-                callbacks=job.run.callbacks(number, patience=cfg.patience), verbose=0 if job.quiet else 1)
+                callbacks=job.callbacks(number, learning_rate, epochs), verbose=0 if job.quiet else 1)
     job.run.load_best(job.clf, number)
 
 
@@ -125,7 +144,7 @@ def fit_head_on_features(job: Job, number: int) -> None:
     trainer = compile_classifier(keras.Model(core.inputs, core.outputs, name="head_trainer"), n_classes,
                                  learning_rate=cfg.learning_rate, optimizer=cfg.optimizer)
     trainer.fit(*arrays["train"], validation_data=arrays["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
-                class_weight=job.class_weight, callbacks=job.run.callbacks(number, patience=cfg.patience),
+                class_weight=job.class_weight, callbacks=job.callbacks(number, cfg.learning_rate, cfg.epochs),
                 verbose=0 if job.quiet else 2)
     job.run.load_best(trainer, number)
 
