@@ -154,7 +154,8 @@ RECIPES = {
                               augmentation=CELL_AUGMENTATION)),
     # starts from the "features" recipe's run (trained first when missing): head and base, no frozen stage
     "finetune": ("finetune", dict(WHOLE_CELL, init_from="features", unfreeze_blocks=3, optimizer="adam",
-                                  finetune_epochs=15, finetune_learning_rate=1e-4, augmentation=CELL_AUGMENTATION)),
+                                  finetune_epochs=15, finetune_learning_rate=1e-4, schedule="cosine",
+                                  augmentation=CELL_AUGMENTATION)),
 }
 
 

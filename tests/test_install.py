@@ -43,8 +43,8 @@ def test_readme_install_lines_in_a_fresh_venv(tmp_path):
     shutil.rmtree(clone / "src")
     shutil.copytree(ROOT / "src", clone / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     subprocess.run(["git", "add", "-A"], cwd=clone, check=True, timeout=60)
-    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "--allow-empty", "-qam",
-                    "working tree"], cwd=clone, check=True, timeout=60)  # what the git URL line installs
+    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit",
+                    "--allow-empty", "-qam", "working tree"], cwd=clone, check=True, timeout=60)  # what the git URL line installs
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
