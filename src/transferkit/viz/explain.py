@@ -69,10 +69,9 @@ def _split_classifier(model, layer: str | None = None):
 
     if layer is not None:
         _check_layer(model, layer)
-    nested = [lay for lay in model.layers if isinstance(lay, keras.Model) and len(lay.output.shape) == 4]
-    if nested:
-        idx = model.layers.index(nested[-1])
-        base = nested[-1]
+    base = _explained_graph(model)
+    if base is not model:
+        idx = model.layers.index(base)
         low = high = None
         if layer is not None and layer != base.layers[-1].name:
             low, high = _split_at(base, layer)
