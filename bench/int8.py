@@ -65,6 +65,7 @@ def speed(models: list[str], n: int, tmp: Path) -> None:
 def quality(tmp: Path) -> None:
     import transferkit as tk
     from transferkit.demo import write_digits, write_photos
+    from transferkit.search import similar
     from transferkit.extract.imagenet import predict_imagenet
     from transferkit.train import fit_head
 
@@ -74,8 +75,8 @@ def quality(tmp: Path) -> None:
     cos = (f32.matrix * i8.matrix).sum(1) / np.linalg.norm(f32.matrix, axis=1) / np.linalg.norm(i8.matrix, axis=1)
     print(f"EfficientNet-Lite0 avg_pool on {len(cos)} real photos: cosine(int8, float32) mean {cos.mean():.4f}, "
           f"min {cos.min():.4f}")
-    nn32 = [m.path for m in f32.similar(f32.paths, k=1)[0]]
-    nn8 = [m.path for m in i8.similar(i8.paths, k=1)[0]]
+    nn32 = [m.path for m in similar(f32, f32.paths, k=1)[0]]
+    nn8 = [m.path for m in similar(i8, i8.paths, k=1)[0]]
     print(f"  nearest neighbour kept: {sum(a == b for a, b in zip(nn32, nn8))}/{len(nn32)}")
     top32 = [best[0][0] for _, best in predict_imagenet(photos, top=1, precision="float32")[0]]
     layer = "predictions"

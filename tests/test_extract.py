@@ -31,7 +31,7 @@ def test_tiny_extract_shapes_labels_and_rows(image_folder, tmp_path):
     m = fs.manifest
     assert m["complete"] and m["counts"] == {"images": 12, "rows": 12, "skipped": 0, "shards_done": 1,
                                              "shards_total": 1}
-    for key in ("model", "layers", "pooling", "input_size", "preprocessing", "weights", "backend", "precision"):
+    for key in ("model", "layers", "pooling", "input", "weights", "backend", "precision"):
         assert key in m["settings"]
     assert m["transferkit_version"] == tk.__version__
 
@@ -248,7 +248,7 @@ def test_crop_model_none_or_a_fraction_decides_what_the_network_sees(tmp_path, c
     whole = tk.extract(tmp_path / "img", tmp_path / "b", crop="none", **common)
     np.testing.assert_allclose(centre.matrix[0], centre.matrix[1], atol=1e-5)  # both look all white
     assert np.abs(whole.matrix[0] - whole.matrix[1]).max() > 1e-3  # the frame is seen
-    assert centre.manifest["settings"]["crop_fraction"] == 0.5 and whole.manifest["settings"]["crop_fraction"] is None
+    assert centre.input_config.crop_fraction == 0.5 and whole.manifest["settings"]["input"]["crop_fraction"] is None
     with pytest.raises(TransferkitError, match=r"`crop` must be 'model', 'none' or a fraction .* Received: crop='1.5'"):
         tk.extract(tmp_path / "img", tmp_path / "c", crop="1.5", **common)
     # training records the crop, and predict/evaluate use it
@@ -257,11 +257,11 @@ def test_crop_model_none_or_a_fraction_decides_what_the_network_sees(tmp_path, c
     data = make_split_folder(tmp_path / "data", {"train": 8, "validation": 4}, ["a", "b"])
     result = tk.train(data, model="tiny_crop", crop="none", weights="none", epochs=1, runs_root=tmp_path / "runs",
                       precision="float32")
-    assert result.config["crop"] == "none" and result.config["crop_fraction"] is None
+    assert result.config["crop"] == "none" and result.config["input"]["crop_fraction"] is None
     from transferkit.train.use import load_run
 
-    assert load_run(result.run_dir)[1]["crop_fraction"] is None
+    assert load_run(result.run_dir)[1]["input"].crop_fraction is None
     r = cli("extract", tmp_path / "img", "-o", tmp_path / "d", "--model", "tiny_test", "--weights", "none",
             "--crop", "0.8", "-q")
     assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "d" / "manifest.json").read_text())["settings"]["crop_fraction"] == 0.8
+    assert json.loads((tmp_path / "d" / "manifest.json").read_text())["settings"]["input"]["crop_fraction"] == 0.8

@@ -209,12 +209,12 @@ def test_validation_split_never_trains_on_held_out_images(tmp_path):
 def test_best_epoch_survives_a_restart_and_breaks_ties_by_validation_loss(tmp_path):
     import keras
 
-    from transferkit.train.run_folder import best_epoch_callback
+    from transferkit.train.run_folder import epoch_checkpoint
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    weights, state = tmp_path / "best.weights.h5", tmp_path / "state.json"
 
-    def epochs(callback, logs):
+    def epochs(logs):
+        callback = epoch_checkpoint(tmp_path, 1, patience=2)  # a fresh callback: as in a resumed process
         callback.set_model(model)
         callback.on_train_begin()
         for epoch, (acc, loss) in logs:
@@ -222,16 +222,19 @@ def test_best_epoch_survives_a_restart_and_breaks_ties_by_validation_loss(tmp_pa
             callback.on_epoch_end(epoch, {"val_accuracy": acc, "val_loss": loss})
         return callback
 
-    first = epochs(best_epoch_callback(weights, state, patience=2), [(0, (0.5, 1.0)), (1, (0.8, 0.6)),
-                                                                     (2, (0.8, 0.4))])
+    first = epochs([(0, (0.5, 1.0)), (1, (0.8, 0.6)), (2, (0.8, 0.4))])
     assert first.best_epoch == 3  # same accuracy as epoch 2, lower loss
-    # a resumed process: a fresh callback must not take its first epoch as the best
-    second = epochs(best_epoch_callback(weights, state, patience=2), [(3, (0.7, 0.3))])
+    second = epochs([(3, (0.7, 0.3))])  # must not take its first epoch as the best
     assert second.best_epoch == 3 and second.wait == 1 and not getattr(model, "stop_training", False)
-    third = epochs(best_epoch_callback(weights, state, patience=2), [(4, (0.6, 0.2))])
+    assert float(model.layers[0].bias.numpy()[0]) == 3.0
+    third = epochs([(4, (0.6, 0.2))])
     assert third.wait == 2 and model.stop_training  # patience counts epochs across the restart
-    model.load_weights(weights)
+    state = json.loads((tmp_path / ".stage1.json").read_text())
+    assert [r["epoch"] for r in state["rows"]] == [0, 1, 2, 3, 4]
+    model.load_weights(tmp_path / state["best_file"])
     assert float(model.layers[0].bias.numpy()[0]) == 2.0
+    # only the files the committed state names are left: the best epoch's weights and the last backup
+    assert sorted(p.name for p in tmp_path.glob(".*.weights.h5")) == sorted([state["best_file"], state["backup"]])
 
 
 def test_head_pools_as_the_registry_says_and_layer_and_pooling_choose(train_folder, tmp_path):

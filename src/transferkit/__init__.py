@@ -4,7 +4,7 @@ from .backend import ensure_default_backend as _ensure_default_backend
 
 _ensure_default_backend()
 
-__version__ = "0.1.1"
+from ._version import __version__  # noqa: E402
 
 from .backbones import BackboneSpec, build_feature_model, get_backbone, list_backbones, register_backbone  # noqa: E402
 from .data import index_images, load_image  # noqa: E402
@@ -12,9 +12,10 @@ from .errors import TransferkitError  # noqa: E402
 from .extract import FeatureSet, extract, load_features  # noqa: E402
 from .train import TrainConfig, evaluate, predict, train  # noqa: E402
 from .train.export import export  # noqa: E402
+from . import search  # noqa: E402  (transferkit.search.similar / duplicates / outliers / explore)
 
 __all__ = [
     "BackboneSpec", "FeatureSet", "TrainConfig", "TransferkitError", "__version__", "build_feature_model",
     "evaluate", "export", "extract", "get_backbone", "index_images", "list_backbones", "load_features", "load_image",
-    "predict", "register_backbone", "train",
+    "predict", "register_backbone", "search", "train",
 ]

@@ -7,8 +7,10 @@ transferkit talks to Keras and `keras.ops` only.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import importlib.util
 import os
+import sys
 from functools import lru_cache
 from typing import Callable
 
@@ -29,12 +31,76 @@ def ensure_default_backend() -> None:
     # TensorFlow's C++ start-up chatter (absl / cpu_feature_guard / oneDNN INFO lines) hides transferkit's own
     # output; level 2 keeps its errors (Python warnings are not affected). Also when the user chose the backend.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _quiet_tensorflow_import()
     if os.environ.get("KERAS_BACKEND"):
         return
     for name in _PREFERENCE:
         if importlib.util.find_spec(name) is not None:
             os.environ["KERAS_BACKEND"] = name
             break
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes to the stderr file descriptor inside the block (Python's own `sys.stderr`
+    output is flushed first and restored after); `TRANSFERKIT_DEBUG=1` keeps everything."""
+    if os.environ.get("TRANSFERKIT_DEBUG"):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+    """Imports TensorFlow (whoever imports it first: transferkit, Keras or the user) with its native start-up lines
+    hidden: on CPUs where oneDNN is on by default (AVX-512, AMX) TensorFlow 2.20+ logs through absl before absl is
+    initialised, which ignores TF_CPP_MIN_LOG_LEVEL. Python exceptions of a failed import still propagate."""
+
+    searching = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow" or self.searching:
+            return None
+        self.searching = True  # the nested look-up below asks the other finders
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.searching = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        with quiet_native_stderr():
+            self.loader.exec_module(module)
+        with contextlib.suppress(ValueError):  # imported now: the finder has done its work
+            sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietTensorFlow)]
+
+
+def _quiet_tensorflow_import() -> None:
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlow())
 
 
 def name() -> str:
@@ -231,3 +297,37 @@ def value_and_gradient(fn: Callable, x: np.ndarray) -> tuple[np.ndarray, np.ndar
         (grad,) = torch.autograd.grad(value, t)
         return value.detach().cpu().numpy(), grad.detach().cpu().numpy()
     raise _unsupported(backend)
+
+
+_MIXED = ("mixed_bfloat16", "mixed_float16", "bfloat16", "float16")
+
+
+def _float32_config(config):
+    """`config` (a Keras model config) with every mixed or half-precision dtype policy made float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and \
+                (config.get("config") or {}).get("name") in _MIXED:
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {k: ("float32" if k == "dtype" and v in _MIXED else _float32_config(v)) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_float32_config(v) for v in config]
+    return config
+
+
+def as_float32(model):
+    """A copy of `model` that computes in float32 with the same weights (a model built under a mixed bfloat16
+    or float16 policy keeps float32 variables, so nothing is lost); `model` itself when it already does.
+
+    Saved models and exports are float32 graphs this way whatever precision trained them: ONNX, OpenVINO and
+    LiteRT converters refuse or mistranslate mixed-precision graphs, and the loader chooses its own precision.
+
+    Example:
+    >>> model32 = as_float32(model_trained_in_bfloat16)  # doctest: +SKIP
+    """
+    config = model.get_config()
+    clean = _float32_config(config)
+    if clean == config:
+        return model
+    copy = model.__class__.from_config(clean)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -79,6 +79,7 @@ def run_demo(out, *, digits_input_size: int = 96, epochs: int = 40, precision: s
     from . import pictures as viz
     from .extract import extract
     from .extract.imagenet import predict_imagenet
+    from . import search
     from .search import explore
     from .train import fit_head
     from .viz import plot_history
@@ -96,7 +97,7 @@ def run_demo(out, *, digits_input_size: int = 96, epochs: int = 40, precision: s
         f"({fs.manifest['settings']['precision']}) -> {out / 'photo_features'}")
     rows, _ = predict_imagenet(photos, model=MODEL, top=3, precision=precision)
     top3 = {path: best for path, best in rows}
-    nearest = {m.query: m for m in fs.similar(fs.paths, k=1)[0]}
+    nearest = {m.query: m for m in search.similar(fs, fs.paths, k=1)[0]}
     for path in fs.paths:
         labels = "; ".join(f"{name.split(',')[0]} {p:.0%}" for _, name, p in top3[path])
         say(f"  {path:<22} top-3: {labels:<58} nearest: {nearest[path].path} (cos {nearest[path].similarity:.2f})")
@@ -132,7 +133,7 @@ def run_demo(out, *, digits_input_size: int = 96, epochs: int = 40, precision: s
     edited = write_edited_copies(photos, out / "photos_and_copies")
     found = extract(edited, out / "search_features", model=MODEL, layers="avg_pool", precision=precision,
                     quiet=quiet, overwrite=True)
-    groups = found.duplicates()
+    groups = search.duplicates(found)
     for n, group in enumerate(groups.groups, 1):
         say(f"  group {n}: " + ", ".join(f"{path} ({sim:.2f})" for path, sim in group))
     say(f"  {groups.summary()}")

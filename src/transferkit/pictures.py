@@ -33,7 +33,7 @@ def feature_maps(model: str, image, out_dir, *, layers=None, weights="imagenet",
     """
     from .backbones.build import build_feature_model, build_model
     from .backbones.registry import get_backbone
-    from .data.decode import DecodeError, load_image
+    from .data.decode import DecodeError
     from .viz.explain import default_map_layers
     from .viz.plots import plot_feature_maps
 
@@ -45,7 +45,7 @@ def feature_maps(model: str, image, out_dir, *, layers=None, weights="imagenet",
     if bad:
         raise TransferkitError(f"Feature maps need convolutional layers; {bad} have vector outputs.")
     try:
-        x = load_image(str(image), fm.input_size, crop_fraction=spec.crop_fraction, resample=spec.resample)
+        x = fm.input_config.load(image)
     except DecodeError as exc:
         raise TransferkitError(f"Cannot read the image {image}: {exc.reason}") from None
     acts = fm.compile()(x[None])
@@ -94,16 +94,16 @@ def class_index(target, names: list[str]) -> int:
 
 
 def _gradcam_source(run_or_model, weights):
-    """(model, class names, input size, crop fraction, resample, preprocessing or None) for Grad-CAM."""
+    """(model, class names, input configuration, whether the model preprocesses inside) for Grad-CAM."""
     from .backbones.build import build_model
-    from .backbones.registry import PREPROCESSING, get_backbone
+    from .backbones.registry import get_backbone
 
     path = Path(str(run_or_model))
     if path.exists():
         from .train.use import load_run
 
         model, info = load_run(path)
-        return model, info["class_names"], info["input_size"], info["crop_fraction"], info["resample"], None
+        return model, info["class_names"], info["input"], True
     try:
         spec = get_backbone(str(run_or_model))
     except TransferkitError as exc:
@@ -114,7 +114,7 @@ def _gradcam_source(run_or_model, weights):
 
     n = int(model.outputs[0].shape[-1])
     names = class_names() if n == 1000 else [str(i) for i in range(n)]
-    return model, names, spec.input_size, spec.crop_fraction, spec.resample, PREPROCESSING[spec.preprocessing]
+    return model, names, spec.input_config(), False
 
 
 def gradcam_images(run_or_model, images, out, *, target=None, weights="imagenet",
@@ -135,12 +135,12 @@ def gradcam_images(run_or_model, images, out, *, target=None, weights="imagenet"
     Example:
     >>> gradcam_images("efficientnet_lite0", "photos/", "cams/", target="tabby")  # doctest: +SKIP
     """
-    from .data.decode import DecodeError, load_image
+    from .data.decode import DecodeError
     from .data.folder import index_images
     from .extract.writer import safe_name
     from .viz.explain import gradcam, plot_gradcam
 
-    model, names, size, crop, resample, prep = _gradcam_source(run_or_model, weights)
+    model, names, config, preprocesses_inside = _gradcam_source(run_or_model, weights)
     index = None if Path(str(images)).is_file() and not str(images).lower().endswith(".csv") else (
         index_images(images, labels="none"))
     wanted = None if target is None else class_index(target, names)
@@ -150,15 +150,14 @@ def gradcam_images(run_or_model, images, out, *, target=None, weights="imagenet"
     written, unreadable = [], []
     for image, png in jobs:
         try:
-            raw = load_image(str(image), size, crop_fraction=crop, resample=resample)
+            raw = config.load(image)
         except DecodeError as exc:
             if index is None:
                 raise TransferkitError(f"Cannot read the image {image}: {exc.reason}") from None
             unreadable.append(f"{image}: {exc.reason}")
             continue
-        x = raw.astype("float32")
-        if prep is not None:  # plain backbones expect preprocessed input; trained models preprocess inside
-            x = prep.apply(x)
+        # plain backbones expect preprocessed input; trained models preprocess inside
+        x = raw.astype("float32") if preprocesses_inside else config.preprocess(raw)
         cam, k, prob = gradcam(model, x, wanted, layer=layer)
         where = f" at {layer}" if layer else ""
         title = f"Grad-CAM{where}: {names[k]} ({prob:.0%}) — {image.name}"

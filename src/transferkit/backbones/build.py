@@ -14,7 +14,8 @@ from pathlib import Path
 from .. import backend
 from ..errors import TransferkitError, check_one_of, did_you_mean
 from .optimize import optimize_for_inference
-from .registry import POOLED_ALIASES, POOLINGS, PREPROCESSING, BackboneSpec, get_backbone
+from ..data.input_config import InputConfig
+from .registry import POOLED_ALIASES, POOLINGS, BackboneSpec, get_backbone
 
 
 @contextlib.contextmanager
@@ -203,6 +204,11 @@ class FeatureModel:
     precision: str
     optimize: bool = True  # compile() rewrites the graph for inference: same outputs up to rounding, faster
 
+    @property
+    def input_config(self) -> InputConfig:
+        """How image files become this model's input (its spec's crop, resampling and preprocessing)."""
+        return self.spec.input_config(self.input_size)
+
     def compile(self, batch_size: int | None = None):
         """Compile preprocessing → backbone → pooling into one NumPy-in, NumPy-out function of uint8 images.
 
@@ -212,7 +218,7 @@ class FeatureModel:
         """
         from keras import ops
 
-        prep = PREPROCESSING[self.spec.preprocessing]
+        prep = self.input_config.normalization
         poolings = list(self.poolings)
 
         def forward(call, x):

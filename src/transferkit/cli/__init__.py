@@ -16,7 +16,7 @@ COMMANDS = [models, layers, extract, predict_imagenet, train, predict, evaluate,
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="transferkit",

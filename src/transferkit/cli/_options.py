@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 
@@ -79,30 +78,11 @@ def add_quiet(parser):
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence C++ start-up chatter (TensorFlow's absl/oneDNN lines) while Keras is first imported."""
-    if os.environ.get("TRANSFERKIT_DEBUG") or "keras" in sys.modules:
-        yield
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def import_keras():
     """Import Keras (and its backend) quietly; errors still surface after stderr is restored."""
+    from ..backend import quiet_native_stderr
+
+    if "keras" in sys.modules or os.environ.get("TRANSFERKIT_DEBUG"):
+        return
     with quiet_native_stderr():
         import keras  # noqa: F401

@@ -5,8 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import inspect
+
 from ..backbones.registry import POOLINGS
+from ..data.folder import LABEL_MODES
 from ..errors import plural
+from ..extract.engines import ENGINES
+from ..extract.openvino import RUNTIMES
+from ..extract.runner import FORMATS, extract
 from ._options import (add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
 
@@ -31,38 +37,39 @@ def register(sub):
     add_model(p)
     p.add_argument("--layer", "-l", action="append", dest="layers", metavar="NAME",
                    help="layer to extract; repeat for several (default: the model's pre-logits layer)")
-    p.add_argument("--pooling", default="none", choices=POOLINGS,
+    default = {name: p.default for name, p in inspect.signature(extract).parameters.items()}
+    p.add_argument("--pooling", default=default["pooling"], choices=POOLINGS,
                    help="pooling of 4-D feature maps (default: none keeps h × w × c)")
     add_input_size(p)
     add_crop(p)
     add_weights(p)
     add_batch_size(p)
     add_precision(p)
-    p.add_argument("--labels", default="inferred", choices=["inferred", "none"],
+    p.add_argument("--labels", default=default["labels"], choices=LABEL_MODES,
                    help="inferred: class sub-folders are labels; none: all images unlabelled")
-    p.add_argument("--format", default="parquet", choices=["parquet", "npy"],
+    p.add_argument("--format", default=default["format"], choices=FORMATS,
                    help="npy also writes features.npy, labels.npy and paths.txt")
-    p.add_argument("--shard-size", type=int, default=1024, metavar="N", help="images per shard (default: 1024)")
+    p.add_argument("--shard-size", type=int, default=default["shard_size"], metavar="N",
+                   help=f"images per shard (default: {default['shard_size']})")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="local: decoding threads (default: one per core); ray: model replicas (default: 2, or one "
                         "per GPU with --gpus-per-worker)")
-    p.add_argument("--engine", default="local", choices=["local", "ray"],
+    p.add_argument("--engine", default=default["engine"], choices=list(ENGINES),
                    help="local threads, or Ray Data across a cluster (pip install 'transferkit[ray]')")
     p.add_argument("--address", default=None, help="ray: cluster address (default: start a local Ray instance)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="F", help="ray: GPUs per model replica")
-    p.add_argument("--runtime", default=None, choices=["keras", "openvino"],
+    p.add_argument("--runtime", default=None, choices=RUNTIMES,
                    help="keras (default), or openvino (also for float32/bfloat16; --precision int8 implies it; "
                         "pip install 'transferkit[openvino]')")
-    p.add_argument("--calibration", type=int, default=300, metavar="N",
-                   help="int8: calibrate the quantisation on a seeded sample of N of the images (default: 300)")
+    p.add_argument("--calibration", type=int, default=default["calibration"], metavar="N",
+                   help="int8: calibrate the quantisation on a seeded sample of N of the images "
+                        f"(default: {default['calibration']})")
     p.add_argument("--overwrite", action="store_true", help="discard an existing output instead of resuming")
     add_quiet(p)
 
 
 def run(args) -> int:
     import_keras()
-    from ..extract import extract
-
     fs = extract(args.images, args.output, model=args.model, layers=args.layers, pooling=args.pooling,
                  input_size=args.input_size, crop=args.crop, weights=args.weights, batch_size=args.batch_size,
                  precision=args.precision, labels=args.labels, shard_size=args.shard_size, format=args.format,
@@ -79,7 +86,7 @@ def report(fs, out) -> int:
     shapes = ", ".join(f"{name} {rows} × {' × '.join(map(str, info['shape']))}" for name, info in m["layers"].items())
     s = m["settings"]
     runtime = s.get("runtime", s["backend"])
-    print(f"{s['model']} ({s['precision']}, {runtime}, {s['input_size']} px): {shapes}")
+    print(f"{s['model']} ({s['precision']}, {runtime}; {fs.input_config.describe()}): {shapes}")
     out = Path(out)  # "feats/" prints as feats, and feats/manifest.json without a double slash
     labels = plural(len(fs.class_names), "class", "classes") if fs.class_names else "unlabelled"
     print(f"Wrote {plural(rows, 'row')} ({labels}) to {out}")

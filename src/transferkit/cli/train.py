@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from ..backbones.registry import HEAD_POOLINGS
-from ..train.config import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, STRATEGIES
+from ..errors import plural
+from ..train.config import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
 from ._options import (add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
 
@@ -19,36 +22,47 @@ confusion.png, top_losses.png.
 """
 
 
+# the defaults live in TrainConfig; the options show them
+DEFAULT = {f.name: f.default for f in fields(TrainConfig)}
+
+
 def register(sub):
+    d = DEFAULT
     p = add_command(sub, "train", help="Train a classifier by transfer learning (features | frozen | finetune).",
                     examples=EXAMPLES, run=run)
     p.add_argument("data", metavar="DATA", help="folder with train/<class>/ and validation/<class>/ (test/ optional)")
     add_model(p)
-    p.add_argument("--strategy", "-s", default="features", choices=STRATEGIES,
+    p.add_argument("--strategy", "-s", default=d["strategy"], choices=STRATEGIES,
                    help="features: cached conv features + dense head (fast); frozen: frozen base + augmentation; "
-                        "finetune: frozen stage then the top block(s) unfrozen (default: features)")
+                        f"finetune: frozen stage then the top block(s) unfrozen (default: {d['strategy']})")
     add_input_size(p)
     add_crop(p)
     add_weights(p)
-    p.add_argument("--epochs", type=int, default=30, help="epochs of the head stage (default: 30)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="epochs of the unfrozen stage (default: --epochs)")
-    add_batch_size(p, 20)
-    p.add_argument("--learning-rate", type=float, default=2e-5, help="head stage (default: 2e-5, RMSprop)")
-    p.add_argument("--finetune-learning-rate", type=float, default=1e-5, help="unfrozen stage (default: 1e-5)")
-    p.add_argument("--optimizer", default="rmsprop", choices=OPTIMIZERS)
+    p.add_argument("--epochs", type=int, default=d["epochs"], help=f"epochs of the head stage (default: {d['epochs']})")
+    p.add_argument("--finetune-epochs", type=int, default=d["finetune_epochs"],
+                   help="epochs of the unfrozen stage (default: --epochs)")
+    add_batch_size(p, d["batch_size"])
+    p.add_argument("--learning-rate", type=float, default=d["learning_rate"],
+                   help=f"head stage (default: {d['learning_rate']:g})")
+    p.add_argument("--finetune-learning-rate", type=float, default=d["finetune_learning_rate"],
+                   help=f"unfrozen stage (default: {d['finetune_learning_rate']:g})")
+    p.add_argument("--optimizer", default=d["optimizer"], choices=OPTIMIZERS, help=f"(default: {d['optimizer']})")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random transforms (image strategies)")
-    p.add_argument("--hidden", type=int, default=256, help="units of the head's hidden layer (0: none)")
-    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--hidden", type=int, default=d["hidden"],
+                   help=f"units of the head's hidden layer, 0: none (default: {d['hidden']})")
+    p.add_argument("--dropout", type=float, default=d["dropout"], help=f"(default: {d['dropout']})")
     p.add_argument("--layer", default=None, metavar="LAYER",
                    help="the base's layer the head sits on (default: the end of the convolutional base)")
     p.add_argument("--pooling", default=None, choices=HEAD_POOLINGS,
                    help="how the head turns the map into a vector (default: the model's: flatten for VGG as in the "
                         "tutorial, avg for the others)")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience, restoring the best weights")
-    p.add_argument("--schedule", default="constant", choices=SCHEDULES,
-                   help="each stage's learning rate: constant, or cosine decay over its epochs (default: constant)")
-    p.add_argument("--class-weight", default="none", choices=CLASS_WEIGHTS,
-                   help="balanced: weight classes by inverse frequency, for imbalanced folders (default: none)")
+    p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,
+                   help=f"each stage's learning rate: constant, or cosine decay over its epochs (default: "
+                        f"{d['schedule']})")
+    p.add_argument("--class-weight", default=d["class_weight"], choices=CLASS_WEIGHTS,
+                   help=f"balanced: weight classes by inverse frequency, for imbalanced folders (default: "
+                        f"{d['class_weight']})")
     p.add_argument("--validation-split", type=float, default=None, metavar="F",
                    help="hold out this fraction of train/ when there is no validation/ folder")
     p.add_argument("--unfreeze-blocks", type=int, default=None, metavar="N",
@@ -56,7 +70,7 @@ def register(sub):
     p.add_argument("--unfreeze-from", default=None, metavar="LAYER", help="finetune: unfreeze from this layer on")
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="finetune: start from a finished features/frozen run (skips the frozen stage)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d["seed"], help=f"(default: {d['seed']})")
     add_precision(p)
     p.add_argument("--runs", default="runs", metavar="DIR", help="folder of run folders (default: runs)")
     p.add_argument("--name", default=None, help="run name (default: MODEL-STRATEGY-TIMESTAMP)")
@@ -68,9 +82,7 @@ def register(sub):
 
 def run(args) -> int:
     import_keras()
-    from dataclasses import fields
-
-    from ..train import TrainConfig, train
+    from ..train import train
 
     options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     config = TrainConfig(**options)
@@ -78,8 +90,16 @@ def run(args) -> int:
                    resume=args.resume, quiet=args.quiet)
     m = result.metrics
     for stage in result.stages:
-        best = f", best epoch {stage['best_epoch']} kept" if stage.get("best_epoch") else ""
-        print(f"stage {stage['stage']}: {stage['epochs']} epochs{best}")
+        print(f"stage {stage['stage']}: {describe_epochs(stage)}")
     print(f"validation accuracy {m['accuracy']:.1%}, loss {m['loss']:.4f} (n={m['n']})")
     print(f"run folder: {result.run_dir}")
     return 3 if result.config["skipped"] else 0
+
+
+def describe_epochs(stage: dict) -> str:
+    """ "3 epochs (run epochs 4-6), kept epoch 5": epochs are numbered over the whole run, across stages."""
+    n, first, best = stage.get("epochs", 0), stage.get("first_epoch", 1), stage.get("best_epoch")
+    if not n:
+        return "no epochs (weights taken as they are)"
+    span = f"run epoch {first}" if n == 1 else f"run epochs {first}-{first + n - 1}"
+    return f"{plural(n, 'epoch')} ({span})" + (f", kept epoch {best}" if best else "")

@@ -2,5 +2,7 @@
 
 from .decode import DecodeError, load_image
 from .folder import IMAGE_EXTENSIONS, ImageIndex, index_images
+from .input_config import PREPROCESSING, InputConfig, Preprocessing
 
-__all__ = ["DecodeError", "IMAGE_EXTENSIONS", "ImageIndex", "index_images", "load_image"]
+__all__ = ["DecodeError", "IMAGE_EXTENSIONS", "ImageIndex", "InputConfig", "PREPROCESSING", "Preprocessing",
+           "index_images", "load_image"]

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..backbones.build import FeatureModel
 from ..data.folder import ImageIndex
-from .extractor import Extractor
+from .extractor import make_extractor
 from .reader import ImageReader
 
 
@@ -36,21 +36,11 @@ class EngineJob:
     precision: str = "float32"  # what the OpenVINO model runs in (float32, bfloat16, int8)
 
 
-def make_extractor(fm: FeatureModel, batch_size: int, openvino_model=None, precision: str = "float32") -> Extractor:
-    """The Keras feature model compiled for this backend, or the prepared OpenVINO model."""
-    if openvino_model is None:
-        return Extractor(fm, batch_size=batch_size)
-    from .openvino import compile_openvino
-
-    return Extractor(fm, batch_size=batch_size, fn=compile_openvino(openvino_model, precision))
-
-
 def local_batches(job: EngineJob) -> Iterator[tuple]:
     """The local engine: threads decode ahead while the compiled model runs in this process."""
     fm = job.feature_model
     extractor = make_extractor(fm, job.batch_size, job.openvino_model, job.precision)
-    reader = ImageReader(job.index, fm.input_size, batch_size=job.batch_size, crop_fraction=fm.spec.crop_fraction,
-                         resample=fm.spec.resample, workers=job.workers)
+    reader = ImageReader(job.index, fm.input_config, batch_size=job.batch_size, workers=job.workers)
     empty = {n: np.zeros((0, *s), np.float32) for n, s in zip(fm.layers, fm.shapes)}
     for start, stop in job.ranges:
         for batch in reader.iter_range(start, stop):

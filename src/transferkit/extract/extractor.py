@@ -45,3 +45,12 @@ class Extractor:
             name: (np.concatenate(parts) if parts else np.zeros((0,) + tuple(shape), np.float32))
             for name, parts, shape in zip(self.layers, outs, self.feature_model.shapes)
         }
+
+
+def make_extractor(fm: FeatureModel, batch_size: int, openvino_model=None, precision: str = "float32") -> Extractor:
+    """The Keras feature model compiled for this backend, or the prepared OpenVINO model."""
+    if openvino_model is None:
+        return Extractor(fm, batch_size=batch_size)
+    from .openvino import compile_openvino  # only with an OpenVINO model: the extra is optional
+
+    return Extractor(fm, batch_size=batch_size, fn=compile_openvino(openvino_model, precision))

@@ -42,8 +42,7 @@ def predict_imagenet(images, *, model: str = "efficientnet_lite0", top: int = 5,
     if fm.shapes[0] != (1000,):
         raise TransferkitError(f"{spec.name}'s classifier has {fm.shapes[0]} outputs, not the 1000 ImageNet classes.")
     extractor = Extractor(fm, batch_size=batch_size)
-    reader = ImageReader(index, fm.input_size, batch_size=batch_size, crop_fraction=spec.crop_fraction,
-                         resample=spec.resample)
+    reader = ImageReader(index, fm.input_config, batch_size=batch_size)
     rows, skipped = [], []
     for batch in reader.iter_range(0, len(index)):
         if len(batch.positions):

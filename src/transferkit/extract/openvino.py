@@ -10,16 +10,15 @@ import io
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from ..backbones.build import FeatureModel, weights_identity
-from ..backbones.registry import PREPROCESSING
-from ..data.decode import DecodeError, load_image
+from ..data.decode import DecodeError
 from ..data.folder import ImageIndex
 from ..errors import TransferkitError, check_positive_int
+from ..files import atomic_folder, write_json_atomic
 
 DEFAULT_CALIBRATION = 300
 RUNTIMES = ("keras", "openvino")
@@ -57,7 +56,7 @@ def exportable_model(fm: FeatureModel):
     inputs = keras.Input((size, size, 3), name="image")
     prep = keras.layers.Conv2D(3, 1, name="preprocess", dtype="float32")
     x = prep(inputs)
-    prep.set_weights(list(PREPROCESSING[fm.spec.preprocessing].affine()))
+    prep.set_weights(list(fm.input_config.normalization.affine()))
     outs = optimize_for_inference(fm.model)(x)
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     pools = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
@@ -66,44 +65,80 @@ def exportable_model(fm: FeatureModel):
     return keras.Model(inputs, pooled, name=f"{fm.spec.name}_openvino")
 
 
+def _files_sha256(files: list[str]) -> str:
+    return hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
+
+
 def prepare(fm: FeatureModel, *, precision: str, weights, index: ImageIndex | None = None,
-            calibration: int = DEFAULT_CALIBRATION, seed: int = 0, quiet: bool = True) -> tuple[Path, dict]:
+            calibration: int = DEFAULT_CALIBRATION, seed: int = 0, quiet: bool = True,
+            like: dict | None = None) -> tuple[Path, dict]:
     """Export (and for int8, quantise) the feature model once; return the cached OpenVINO model file and what
-    the manifest records about it (runtime, calibration set)."""
+    the manifest records about it (runtime, calibration set).
+
+    Args:
+        index: int8: the images a seeded sample of `calibration` is drawn from.
+        like: the "openvino" record of a feature set's manifest: use that set's model — for int8 the one
+            quantised on the set's own images (found in the cache, or made again from the same sample when
+            the cache was cleared) — so that queries are extracted exactly as the set was.
+    """
     _need()
     import openvino as ov
 
-    sample = calibration_sample(index, calibration, seed) if precision == "int8" else []
-    files = [index.paths[i] for i in sample]
     record = {"runtime": "openvino", "openvino_version": ov.__version__}
-    key = [fm.spec.name, fm.layers, fm.poolings, fm.input_size, weights_identity(weights), precision]
+    key = [fm.spec.name, fm.layers, fm.poolings, fm.input_size, weights_identity(weights), precision,
+           fm.input_config.to_dict()]
+    sample: list[int] = []
     if precision == "int8":
-        fingerprint = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
-        record["calibration"] = {"images": len(files), "requested": calibration, "seed": seed,
-                                 "files_sha256": fingerprint, "root": str(index.root)}
-        key += [str(index.root), fingerprint]
+        if like is not None:
+            cal = _recorded_calibration(like)
+            record["calibration"] = cal
+        else:
+            sample = calibration_sample(index, calibration, seed)
+            record["calibration"] = {"images": len(sample), "requested": calibration, "seed": seed,
+                                     "files_sha256": _files_sha256([index.paths[i] for i in sample]),
+                                     "root": str(index.root), "labels": "none" if index.labels is None else "inferred"}
+        key += [record["calibration"]["root"], record["calibration"]["files_sha256"]]
     digest = hashlib.sha256(json.dumps(key + [ov.__version__], sort_keys=True).encode()).hexdigest()[:20]
     folder = cache_root() / f"{fm.spec.name}-{precision}-{digest}"
     model_file = folder / "model.xml"
     record["cache"] = str(folder)
     if model_file.is_file():
         return model_file, record
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    if precision == "int8" and like is not None:
+        index, sample = _recorded_sample(record["calibration"])
+    with atomic_folder(folder) as tmp:
         exportable_model(fm).export(str(tmp / "exported.xml"), format="openvino", verbose=False)
         model = ov.Core().read_model(str(tmp / "exported.xml"))
         if precision == "int8":
             model = _quantize(model, index, sample, fm, quiet)
         ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)  # keep float32 weights float32
-        (tmp / "info.json").write_text(json.dumps({"key": key, **record}, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_json_atomic(tmp / "info.json", {"key": key, **record})
     return model_file, record
+
+
+def _recorded_calibration(like: dict) -> dict:
+    cal = like.get("calibration") if isinstance(like, dict) else None
+    if not (isinstance(cal, dict) and {"root", "files_sha256", "requested", "seed"} <= set(cal)):
+        raise TransferkitError("The feature set's manifest does not record how its int8 model was calibrated "
+                               "('openvino.calibration'); re-extract the set with this version.")
+    return cal
+
+
+def _recorded_sample(cal: dict) -> tuple[ImageIndex, list[int]]:
+    """The calibration sample a set's int8 model was quantised on, drawn again from the set's own folder."""
+    from ..data.folder import index_images
+
+    try:
+        index = index_images(cal["root"], labels=cal.get("labels", "inferred"))
+        sample = calibration_sample(index, cal["requested"], cal["seed"])
+    except TransferkitError:
+        sample, index = [], None
+    if index is None or _files_sha256([index.paths[i] for i in sample]) != cal["files_sha256"]:
+        raise TransferkitError(
+            f"The feature set's int8 model is no longer in the cache ({cache_root()}) and its calibration images "
+            f"under {cal['root']!r} have changed, so new images cannot be extracted exactly as the set was. "
+            "Extract the set again (--overwrite), or keep the cache.")
+    return index, sample
 
 
 def _quantize(model, index: ImageIndex, sample: list[int], fm: FeatureModel, quiet: bool):
@@ -112,8 +147,7 @@ def _quantize(model, index: ImageIndex, sample: list[int], fm: FeatureModel, qui
     def images():
         for i in sample:
             try:
-                x = load_image(index.absolute(i), fm.input_size, crop_fraction=fm.spec.crop_fraction,
-                               resample=fm.spec.resample)
+                x = fm.input_config.load(index.absolute(i))
             except DecodeError:
                 continue  # an unreadable file is skipped here as in extraction
             yield x[None].astype(np.float32)

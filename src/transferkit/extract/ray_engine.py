@@ -25,15 +25,17 @@ def _ray():
     return ray
 
 
-def _decode(batch: dict, *, size: int, crop_fraction, resample: str) -> dict:
+def _decode(batch: dict, *, input_config: dict) -> dict:
     """Ray task: decode a batch of paths; failures become rows with an error and a blank image."""
-    from ..data.decode import DecodeError, load_image
+    from ..data.decode import DecodeError
+    from ..data.input_config import InputConfig
 
-    images = np.zeros((len(batch["path"]), size, size, 3), np.uint8)
+    config = InputConfig.from_dict(input_config)
+    images = np.zeros((len(batch["path"]), config.size, config.size, 3), np.uint8)
     errors = []
     for i, path in enumerate(batch["path"]):
         try:
-            images[i] = load_image(str(path), size, crop_fraction=crop_fraction, resample=resample)
+            images[i] = config.load(path)
             errors.append("")
         except DecodeError as exc:
             errors.append(exc.reason)
@@ -47,7 +49,7 @@ class _Embedder:
                  runtime_precision="float32"):
         from ..backbones.build import build_feature_model
         from ..backbones.registry import is_registered, register_backbone
-        from .engines import make_extractor
+        from .extractor import make_extractor
 
         if not is_registered(spec.name):  # a backbone registered only in the driver (plugins, tests)
             register_backbone(spec, overwrite=True)
@@ -104,8 +106,7 @@ def ray_batches(job) -> Iterator[tuple]:
         items = ray.data.from_items([{"position": int(p), "path": index.absolute(int(p))} for p in positions])
         spec = fm.spec
         decoded = items.map_batches(_decode, batch_size=batch_size, batch_format="numpy", num_cpus=0.25,
-                                    fn_kwargs=dict(size=fm.input_size, crop_fraction=spec.crop_fraction,
-                                                   resample=spec.resample))
+                                    fn_kwargs=dict(input_config=fm.input_config.to_dict()))
         embedded = decoded.map_batches(
             _Embedder, batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=actor_cpus,

@@ -11,8 +11,9 @@ from typing import Iterator
 
 import numpy as np
 
-from ..data.decode import DecodeError, load_image
+from ..data.decode import DecodeError
 from ..data.folder import ImageIndex
+from ..data.input_config import InputConfig
 
 
 @dataclass
@@ -43,30 +44,28 @@ class ImageReader:
 
     Args:
         index: the images.
-        size, crop_fraction, resample: passed to `load_image`.
+        input_config: how a file becomes the model's input (size, crop, resampling).
         batch_size: images per batch (a batch holds fewer when files fail).
         workers: decoding threads.
         prefetch: batches decoded ahead of the consumer.
 
     Example:
-    >>> for batch in ImageReader(index, 224, batch_size=32).iter_range(0, len(index)):  # doctest: +SKIP
+    >>> for batch in ImageReader(index, InputConfig(224), batch_size=32).iter_range(0, len(index)):  # doctest: +SKIP
     ...     features = model(batch.images)
     """
 
-    def __init__(self, index: ImageIndex, size: int, *, batch_size: int = 32, crop_fraction=None,
-                 resample: str = "bilinear", workers: int | None = None, prefetch: int = 2):
+    def __init__(self, index: ImageIndex, input_config: InputConfig, *, batch_size: int = 32,
+                 workers: int | None = None, prefetch: int = 2):
         self.index = index
-        self.size = size
+        self.input_config = input_config
+        self.size = input_config.size
         self.batch_size = batch_size
-        self.crop_fraction = crop_fraction
-        self.resample = resample
         self.workers = workers or default_workers()
         self.prefetch = max(1, prefetch)
 
     def _decode(self, i: int):
         try:
-            return load_image(self.index.absolute(i), self.size, crop_fraction=self.crop_fraction,
-                              resample=self.resample)
+            return self.input_config.load(self.index.absolute(i))
         except DecodeError as exc:
             return exc
 

@@ -11,16 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, backend
+from .. import backend
+from .._version import __version__
 from ..backbones.build import build_feature_model, normalize_weights, weights_identity
-from ..backbones.registry import DEFAULT_MODEL, POOLINGS, PREPROCESSING, get_backbone, with_crop
-from ..data.decode import check_resample
+from ..backbones.registry import DEFAULT_MODEL, POOLINGS, get_backbone, with_crop, with_input
 from ..data.folder import index_images
+from ..data.input_config import InputConfig
 from ..errors import TransferkitError, check_one_of, check_positive_int, settings_diff
+from ..files import write_json_atomic
 from .engines import ENGINES, EngineJob
 from .openvino import DEFAULT_CALIBRATION, RUNTIMES
-from .store import FeatureSet, load_features, read_manifest
-from .writer import MANIFEST, SHARD_PATTERN, read_shard_meta, shard_name, write_json_atomic, write_npy, write_shard
+from .store import FeatureSet, input_config_of, load_features, read_manifest
+from .writer import MANIFEST, SHARD_PATTERN, read_shard_meta, shard_name, write_npy, write_shard
 
 FORMATS = ("parquet", "npy")
 
@@ -63,7 +65,8 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
             labels: str = "inferred", shard_size: int = 1024, format: str = "parquet", overwrite: bool = False,
             workers: int | None = None, seed: int = 0, quiet: bool = True, load: bool = True, engine: str = "local",
             address: str | None = None, gpus_per_worker: float = 0.0, runtime: str | None = None,
-            calibration: int = DEFAULT_CALIBRATION, crop="model") -> FeatureSet:
+            calibration: int = DEFAULT_CALIBRATION, crop="model", input_config: InputConfig | None = None,
+            openvino_like: dict | None = None) -> FeatureSet:
     """Extract features of every image under `images` into the folder `out`, resuming a previous run.
 
     Args:
@@ -77,6 +80,10 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
         input_size: square input size; default the model's.
         crop: "model" (the backbone's own: EfficientNet-Lite takes the centre 87.5 %, keras.applications the
             whole image), "none" (the whole image, e.g. when defects sit at the border), or a fraction.
+        input_config: an `InputConfig` (size, crop, resampling, preprocessing) instead of `input_size` and
+            `crop`, e.g. a feature set's own, to extract new images exactly as that set.
+        openvino_like: a feature set's manifest "openvino" record: run that set's OpenVINO model (int8: the one
+            quantised on the set's images) instead of preparing one for these images.
         weights: "imagenet", "none" or a weights file.
         batch_size: images per forward pass.
         precision: "auto" (bfloat16 where the hardware runs it fast), "float32", "bfloat16", or "int8"
@@ -106,31 +113,37 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
     >>> fs.matrix.shape
     (700, 4096)
     """
-    spec = with_crop(get_backbone(model), crop)
+    if input_config is not None:
+        if input_size is not None or crop != "model":
+            raise TransferkitError("Pass either `input_config` or `input_size`/`crop`, not both.")
+        spec, input_size = with_input(get_backbone(model), input_config), input_config.size
+    else:
+        spec = with_crop(get_backbone(model), crop)
     check_one_of("pooling", pooling, POOLINGS)
     check_one_of("precision", precision, backend.PRECISIONS)
     check_one_of("format", format, FORMATS)
     check_one_of("engine", engine, ENGINES)
     batch_size = check_positive_int("batch_size", batch_size)
     shard_size = check_positive_int("shard_size", shard_size)
-    check_resample(spec.resample)
     layer_list = [layers] if isinstance(layers, str) else list(layers or [spec.default_layer])
     size = input_size or spec.input_size
+    config = spec.input_config(size)  # validates size, crop and resampling
     normalize_weights(weights)
     out = Path(os.path.expanduser(str(out)))
     index = index_images(images, labels=labels)
     used_precision = backend.resolve_precision(precision, spec.cpu_bfloat16)
     runtime = _check_runtime(runtime, used_precision)
     settings = {
-        "model": spec.name, "layers": layer_list, "pooling": pooling, "input_size": size,
-        "weights": weights_identity(weights), "preprocessing": spec.preprocessing,
-        "crop_fraction": spec.crop_fraction, "resample": spec.resample, "precision": used_precision,
+        "model": spec.name, "layers": layer_list, "pooling": pooling, "input": config.to_dict(),
+        "weights": weights_identity(weights), "precision": used_precision,
         "backend": backend.name(), "labels": labels, "files": index.fingerprint(), "images": len(index),
         "shard_size": shard_size, "seed": seed if normalize_weights(weights) is None else None,
     }
     if runtime == "openvino":  # only then, so outputs of earlier versions still resume
         settings["runtime"] = "openvino"
-        if used_precision == "int8":
+        if used_precision == "int8" and openvino_like is not None:
+            settings["calibration"] = {"like": (openvino_like.get("calibration") or {}).get("files_sha256")}
+        elif used_precision == "int8":
             settings["calibration"] = {"images": min(check_positive_int("calibration", calibration), len(index)),
                                        "seed": seed}
     old = _prepare_out(out, overwrite)
@@ -151,7 +164,6 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
         "format": "transferkit.features", "format_version": 1, "transferkit_version": __version__,
         "created": manifest.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": settings, "root": str(index.root), "class_names": index.class_names,
-        "preprocessing": {"mode": spec.preprocessing, **vars(PREPROCESSING[spec.preprocessing])},
         "ignored_files": {"count": len(index.ignored), "examples": index.ignored[:20]},
     })
     todo = [k for k in range(n_shards) if k not in done]
@@ -166,7 +178,8 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
             from .openvino import prepare
 
             ov_model, manifest["openvino"] = prepare(fm, precision=used_precision, weights=weights, index=index,
-                                                     calibration=calibration, seed=seed, quiet=quiet)
+                                                     calibration=calibration, seed=seed, quiet=quiet,
+                                                     like=openvino_like)
     build_s = time.perf_counter() - t_build
     _update_manifest(out, manifest, done, n_shards)
     if todo:
@@ -193,6 +206,36 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
     if not load:
         return FeatureSet({}, [], None, index.class_names, str(index.root), manifest["skipped"], manifest, str(out))
     return load_features(out)
+
+
+def extract_like(manifest: dict, images, out, *, layers=None, quiet: bool = True, batch_size: int = 32) -> FeatureSet:
+    """Extract `images` exactly as the feature set of `manifest` was extracted: the same model, weights, layers,
+    pooling, input configuration, precision and runtime (int8: the set's own quantised model).
+
+    Args:
+        manifest: a feature set's manifest (`read_manifest(folder)`).
+        images: files, folders or an `ImageIndex` to extract.
+        out: the output folder for their features.
+        layers: a subset of the set's layers (default all of them).
+
+    Example:
+    >>> fs = extract_like(read_manifest("features/"), ["new_cat.jpg"], "/tmp/q")  # doctest: +SKIP
+    """
+    settings = manifest["settings"]
+    if settings.get("imported"):
+        raise TransferkitError("This feature set was imported from elsewhere, so new images cannot be extracted "
+                               "like it; query it with paths of its own rows.")
+    identity = settings["weights"]
+    weights = identity.get("path") if identity.get("kind") == "file" else identity.get("kind")
+    if identity.get("kind") == "file" and weights_identity(weights) != identity:
+        raise TransferkitError(f"The weights file {weights} of this feature set has changed since it was extracted; "
+                               "new images would not be comparable. Extract the set again.")
+    runtime = settings.get("runtime", "keras")
+    return extract(images, out, model=settings["model"], layers=list(layers or settings["layers"]),
+                   pooling=settings["pooling"], input_config=input_config_of(manifest), weights=weights,
+                   precision=settings["precision"], seed=settings.get("seed") or 0, runtime=runtime,
+                   openvino_like=manifest.get("openvino") if runtime == "openvino" else None,
+                   batch_size=batch_size, quiet=quiet)
 
 
 def _check_runtime(runtime: str | None, precision: str) -> str:

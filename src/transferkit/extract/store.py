@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.input_config import InputConfig
 from ..errors import TransferkitError
 from .writer import MANIFEST
 
@@ -40,38 +41,10 @@ class FeatureSet:
     manifest: dict = field(default_factory=dict)
     folder: str = ""  # the extraction output folder it was read from
 
-    def similar(self, query, k: int = 10, layer: str | None = None):
-        """The `k` images most like `query` (an image, a folder, or a path of this set); see `search.similar`.
-
-        Example:
-        >>> matches, skipped = fs.similar("cats/cat.1.jpg", k=5)  # doctest: +SKIP
-        """
-        from ..search import similar
-
-        return similar(self._folder(), query, k=k, layer=layer)
-
-    def duplicates(self, threshold: float | None = None, layer: str | None = None):
-        """Near-duplicate groups of this set; see `search.duplicates`.
-
-        Example:
-        >>> print(fs.duplicates(0.9).summary())  # doctest: +SKIP
-        """
-        from ..search import DEFAULT_THRESHOLD, duplicates
-
-        return duplicates(self._folder(), threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-                          layer=layer)
-
-    def outliers(self, top: int = 20, layer: str | None = None):
-        """The images least like their nearest neighbours; see `search.outliers`."""
-        from ..search import outliers
-
-        return outliers(self._folder(), top=top, layer=layer)
-
-    def _folder(self) -> str:
-        if not self.folder:
-            raise TransferkitError("This feature set was not read from an extraction folder; "
-                                   "use transferkit.load_features(folder) first.")
-        return self.folder
+    @property
+    def input_config(self) -> InputConfig:
+        """How image files became this set's rows (size, crop, resampling, preprocessing)."""
+        return input_config_of(self.manifest)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -100,6 +73,8 @@ def read_manifest(out) -> dict:
     for key, kind in (("layers", dict), ("shards", list), ("settings", dict)):
         if not isinstance(manifest.get(key), kind):
             raise TransferkitError(f"{path} is damaged: '{key}' must be a {kind.__name__}. Re-run with --overwrite.")
+    _upgrade_settings(manifest["settings"])
+    InputConfig.from_dict(manifest["settings"].get("input"), source=str(path))
     checks = (
         ("class_names", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v)),
         ("skipped", lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v)),
@@ -119,6 +94,26 @@ def read_manifest(out) -> dict:
         if not (isinstance(shard, dict) and isinstance(shard.get("file"), str)):
             raise TransferkitError(f"{path} is damaged: a shard entry has no file name. Re-run with --overwrite.")
     return manifest
+
+
+_LEGACY_INPUT = ("input_size", "crop_fraction", "resample", "preprocessing")
+
+
+def _upgrade_settings(settings: dict) -> None:
+    """Manifests before 0.2 kept the input configuration as four separate settings; fold them into "input"
+    (in memory), so such outputs still resume and answer queries."""
+    if "input" not in settings and "input_size" in settings:
+        settings["input"] = InputConfig(settings["input_size"], settings.get("crop_fraction"),
+                                        settings.get("resample", "bilinear"),
+                                        settings.get("preprocessing", "none")).to_dict()
+        for key in _LEGACY_INPUT:
+            settings.pop(key, None)
+
+
+def input_config_of(manifest: dict) -> InputConfig:
+    """The `InputConfig` a feature set's images were turned into tensors with (from its manifest)."""
+    _upgrade_settings(manifest.setdefault("settings", {}))
+    return InputConfig.from_dict(manifest["settings"].get("input"), source="the feature set's manifest.json")
 
 
 def load_features(out, layers=None) -> FeatureSet:

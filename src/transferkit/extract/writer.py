@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
+
+from ..files import atomic_open, atomic_path
 
 SHARD_PATTERN = re.compile(r"^part-(\d{5})\.parquet$")
 MANIFEST = "manifest.json"
@@ -25,15 +27,6 @@ def _pa():
     except ImportError as exc:  # pragma: no cover - pyarrow is a core dependency
         raise ImportError("transferkit needs pyarrow to write features: pip install pyarrow") from exc
     return pa, pq
-
-
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
 
 
 def write_shard(out: Path, k: int, *, positions: np.ndarray, paths: list[str], labels, class_names: list[str],
@@ -59,13 +52,8 @@ def write_shard(out: Path, k: int, *, positions: np.ndarray, paths: list[str], l
         cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width)
     table = pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     final = out / shard_name(k)
-    tmp = out / f".{shard_name(k)}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(final) as tmp:  # a reader sees the whole shard or none of it
         pq.write_table(table, tmp, compression="zstd" if _zstd_ok(pa) else "snappy")
-        _fsync_replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave a half-written shard behind
-        raise
     return final
 
 
@@ -89,35 +77,22 @@ def read_shard_meta(path: Path) -> dict | None:
         return None
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file, fsync and rename: the file is always complete and parseable."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=False)
-            f.write("\n")
-        _fsync_replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_npy(out: Path, shards: list[Path], layers: dict[str, dict], n_rows: int) -> list[str]:
     """Concatenate the shards into `features.npy` (or `features-<layer>.npy`), `labels.npy` and `paths.txt`.
 
     Streams shard by shard into memory-mapped files, so memory stays flat.
     """
     _, pq = _pa()
-    written = []
-    mmaps = {}
-    for name, info in layers.items():
-        fname = "features.npy" if len(layers) == 1 else f"features-{safe_name(name)}.npy"
-        mmaps[name] = np.lib.format.open_memmap(out / f".{fname}.tmp", mode="w+", dtype=np.float32,
-                                                shape=(n_rows, *info["shape"]))
-        written.append(fname)
-    labels = np.full(n_rows, -1, dtype=np.int32)
-    row = 0
-    with open(out / ".paths.txt.tmp", "w", encoding="utf-8", errors="surrogateescape") as fpaths:
+    with contextlib.ExitStack() as stack:
+        written, mmaps = [], {}
+        for name, info in layers.items():
+            fname = "features.npy" if len(layers) == 1 else f"features-{safe_name(name)}.npy"
+            tmp = stack.enter_context(atomic_path(out / fname))
+            mmaps[name] = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_rows, *info["shape"]))
+            written.append(fname)
+        labels = np.full(n_rows, -1, dtype=np.int32)
+        fpaths = stack.enter_context(atomic_open(out / "paths.txt", errors="surrogateescape"))
+        row = 0
         for shard in shards:
             table = pq.read_table(shard)
             n = table.num_rows
@@ -129,12 +104,10 @@ def write_npy(out: Path, shards: list[Path], layers: dict[str, dict], n_rows: in
             for p in table.column("path").to_pylist():
                 fpaths.write(p.replace("\n", "\\n") + "\n")
             row += n
-    for name, fname in zip(layers, written):
-        mmaps[name].flush()
-        del mmaps[name]
-        os.replace(out / f".{fname}.tmp", out / fname)
-    np.save(out / "labels.npy", labels)
-    os.replace(out / ".paths.txt.tmp", out / "paths.txt")
+        for name in list(mmaps):
+            mmaps.pop(name).flush()
+        with atomic_path(out / "labels.npy") as tmp:
+            np.save(tmp, labels)
     return written + ["labels.npy", "paths.txt"]
 
 

@@ -28,17 +28,25 @@ class Match:
 
 
 def _as_index(features, layer=None) -> SearchIndex:
-    return features if isinstance(features, SearchIndex) else load_index(features, layer=layer)
+    """A `SearchIndex` from an index, an extraction output folder, or a `FeatureSet` read from one."""
+    if isinstance(features, SearchIndex):
+        return features
+    folder = getattr(features, "folder", None) if not isinstance(features, (str, Path)) else features
+    if not folder:
+        raise TransferkitError("Search needs a feature set on disk: pass its folder (or a FeatureSet read with "
+                               f"transferkit.load_features). Received: {type(features).__name__}")
+    return load_index(folder, layer=layer)
 
 
 def query_vectors(index: SearchIndex, query) -> tuple[list[str], np.ndarray, list[dict]]:
-    """Vectors of a query: a row of the set (by path), or image files/folders extracted with the set's settings.
+    """Vectors of a query: a row of the set (by path), or image files/folders extracted exactly as the set was
+    (its recorded input configuration, precision and runtime; see `extract_like`).
 
     Returns:
         (names, vectors, skipped) — skipped are {"path", "reason"} for queries that could not be decoded.
     """
     from ..data.folder import index_images
-    from ..extract import extract
+    from ..extract.runner import extract_like
 
     queries = [query] if isinstance(query, (str, Path)) else list(query)
     names, rows, files = [], [], []
@@ -54,20 +62,15 @@ def query_vectors(index: SearchIndex, query) -> tuple[list[str], np.ndarray, lis
                                    f"feature set (paths there are relative to {index.root}).")
     skipped = []
     if files:
-        settings = index.manifest["settings"]
-        weights = settings["weights"]
-        weights = weights.get("path") if weights.get("kind") == "file" else weights.get("kind")
         images = []
         for f in files:
             found = index_images(f, labels="none")
             images += [found.absolute(i) for i in range(len(found))]
         with tempfile.TemporaryDirectory(prefix="transferkit-query-") as tmp:
-            fs = extract(images, tmp, model=settings["model"], layers=[index.layer], pooling=settings["pooling"],
-                         input_size=settings["input_size"], weights=weights, precision=settings["precision"],
-                         seed=settings.get("seed") or 0, quiet=True)
+            fs = extract_like(index.manifest, images, tmp, layers=[index.layer])
             root = Path(fs.root)
             names += [str(root / p) for p in fs.paths]
-            rows += list(fs.features[index.layer].reshape(len(fs), -1))
+            rows += list(fs.features[index.layer].reshape(len(fs), index.vectors.shape[1]))
             skipped = [{"path": str(root / s["path"]), "reason": s["reason"]} for s in fs.skipped]
     vectors = np.stack(rows).astype(np.float32) if rows else np.zeros((0, index.vectors.shape[1]), np.float32)
     return names, vectors, skipped
@@ -137,42 +140,70 @@ def duplicates(features, *, threshold: float = DEFAULT_THRESHOLD, layer: str | N
         raise TransferkitError(f"`threshold` must be a cosine similarity from -1 to 1 (e.g. 0.9). "
                                f"Received: threshold={threshold!r}")
     index = _as_index(features, layer)
-    parent = np.arange(len(index))
+    return group_pairs(index, _pairs_above(index, threshold, max_neighbours), threshold)
 
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    for a, b in _pairs_above(index, threshold, max_neighbours):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    members: dict[int, list[int]] = {}
-    for i in range(len(index)):
-        members.setdefault(find(i), []).append(i)
+def group_pairs(index: SearchIndex, pairs, threshold: float) -> DuplicateGroups:
+    """Near-duplicate groups: the connected components (scipy) of the graph whose edges are `pairs` of rows."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    a, b = (np.asarray(x, dtype=np.int64) for x in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
+    n = len(index)
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component, minlength=n)
     groups = []
-    for rows in members.values():
-        if len(rows) < 2:
-            continue
-        first = index.vectors[rows[0]]
-        groups.append([(index.paths[r], float(index.vectors[r] @ first)) for r in rows])
+    for c in np.flatnonzero(sizes >= 2):
+        rows = np.flatnonzero(component == c)  # ascending: the first member is the first row
+        sims = index.vectors[rows] @ index.vectors[rows[0]]
+        groups.append([(index.paths[r], float(s)) for r, s in zip(rows, sims)])
     groups.sort(key=lambda g: (-len(g), g[0][0]))
     return DuplicateGroups(groups, float(threshold))
 
 
-def _pairs_above(index: SearchIndex, threshold: float, max_neighbours: int):
+def _pairs_above(index: SearchIndex, threshold: float, max_neighbours: int) -> list[tuple[int, int]]:
     if index.kind == "exact":
-        for a in range(0, len(index), BLOCK):
-            sims = index.vectors[a:a + BLOCK] @ index.vectors.T
+        return scan(index, 0, threshold)[2]
+    sims, rows = index.neighbours(max_neighbours)
+    i, j = np.nonzero(sims >= threshold)
+    return list(zip(i.tolist(), rows[i, j].tolist()))
+
+
+def scan(index: SearchIndex, k: int, threshold: float | None) -> tuple[np.ndarray, np.ndarray, list]:
+    """One blockwise pass over all pairs of an exact index: every row's `k` nearest other rows (similarities,
+    rows; as `SearchIndex.neighbours`) and the pairs (i < j) with similarity >= `threshold` (None: no pairs).
+
+    One matrix product per block serves neighbours, near-duplicates and outliers (the explorer needs all three).
+    Approximate indexes answer from their neighbour lists instead.
+    """
+    n = len(index)
+    k = max(0, min(int(k), n - 1))
+    if index.kind != "exact":
+        sims, rows = index.neighbours(max(k, 50 if threshold is not None else k))
+        pairs = []
+        if threshold is not None:
             i, j = np.nonzero(sims >= threshold)
+            pairs = [(a, b) for a, b in zip(i.tolist(), rows[i, j].tolist()) if a < b]
+        return sims[:, :k], rows[:, :k], pairs
+    sims_out = np.zeros((n, k), np.float32)
+    rows_out = np.zeros((n, k), np.int64)
+    pairs: list[tuple[int, int]] = []
+    for a in range(0, n, BLOCK):
+        block = index.vectors[a:a + BLOCK] @ index.vectors.T
+        local = np.arange(len(block))
+        if threshold is not None:
+            i, j = np.nonzero(block >= threshold)
             keep = j > i + a
-            yield from zip((i[keep] + a).tolist(), j[keep].tolist())
-    else:
-        sims, rows = index.neighbours(max_neighbours)
-        i, j = np.nonzero(sims >= threshold)
-        yield from zip(i.tolist(), rows[i, j].tolist())
+            pairs += list(zip((i[keep] + a).tolist(), j[keep].tolist()))
+        if k:
+            block[local, local + a] = -np.inf  # never its own neighbour
+            top = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < n - 1 else np.argsort(-block, axis=1)[:, :k]
+            top_sims = np.take_along_axis(block, top, axis=1)
+            order = np.argsort(-top_sims, axis=1, kind="stable")
+            rows_out[a:a + BLOCK] = np.take_along_axis(top, order, axis=1)
+            sims_out[a:a + BLOCK] = np.take_along_axis(top_sims, order, axis=1)
+    return sims_out, rows_out, pairs
 
 
 def outliers(features, *, k: int = 5, top: int = 20, layer: str | None = None) -> list[tuple[str, float]]:
@@ -184,6 +215,23 @@ def outliers(features, *, k: int = 5, top: int = 20, layer: str | None = None) -
     index = _as_index(features, layer)
     k, top = check_positive_int("k", k), check_positive_int("top", top)
     sims, _ = index.neighbours(k)
-    score = sims.mean(axis=1) if sims.shape[1] else np.ones(len(index))
+    return rank_outliers(index, sims, top)
+
+
+def outlier_scores(neighbour_sims: np.ndarray) -> np.ndarray:
+    """Each row's mean similarity to its nearest neighbours (1 where a set has a single image)."""
+    return neighbour_sims.mean(axis=1) if neighbour_sims.shape[1] else np.ones(len(neighbour_sims))
+
+
+def rank_outliers(index: SearchIndex, neighbour_sims: np.ndarray, top: int,
+                  fence: bool = False) -> list[tuple[str, float]]:
+    """The `top` rows with the lowest `outlier_scores`, oddest first; with `fence`, only those below Tukey's
+    lower fence (Q1 − 1.5 × IQR of all scores), so a set of alike images has no outliers at all."""
+    score = outlier_scores(neighbour_sims)
     order = np.argsort(score, kind="stable")[:top]
+    if fence and len(score) >= 4:
+        q1, q3 = np.percentile(score, [25, 75])
+        order = [i for i in order if score[i] < q1 - 1.5 * (q3 - q1)]
+    elif fence:
+        order = []
     return [(index.paths[i], float(score[i])) for i in order]

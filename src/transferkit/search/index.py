@@ -11,7 +11,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import numpy as np
 
 from ..errors import TransferkitError, check_one_of, check_positive_int
 from ..extract.store import load_features, read_manifest
-from ..extract.writer import MANIFEST, write_json_atomic
+from ..extract.writer import MANIFEST
+from ..files import atomic_folder, write_json_atomic
 
 # Up to this many rows a query is one exact matrix product over all vectors (measured: 100k × 512 exact is
 # ~20 ms per query on 2 cores); above it an IVF index (bench/search.py, docs/performance.md).
@@ -164,33 +164,20 @@ def build_index(features_dir, *, layer: str | None = None, kind: str = "auto", n
     vectors = normalize(fs.features[layer])
     kind = ("ivf" if len(vectors) > EXACT_LIMIT else "exact") if kind == "auto" else kind
     out = index_dir(features_dir, layer)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "vectors.npy", vectors)
     ann = None
     info = {"format": "transferkit.index", "layer": layer, "kind": kind, "rows": len(vectors),
             "dim": int(vectors.shape[1]), "fingerprint": fingerprint(manifest, layer),
             "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    if kind == "ivf":
-        faiss = _faiss()
-        nlist = check_positive_int("nlist", nlist) if nlist is not None else max(1, int(4 * np.sqrt(len(vectors))))
-        nlist = min(nlist, len(vectors))
-        quantizer = faiss.IndexFlatIP(vectors.shape[1])
-        ann = faiss.IndexIVFFlat(quantizer, vectors.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: max(nlist * 40, 10_000)]]
-        ann.train(sample)
-        ann.add(vectors)
-        faiss.write_index(ann, str(tmp / "ivf.faiss"))
-        info["nlist"] = nlist
-    write_json_atomic(tmp / "index.json", info)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_folder(out) as tmp:
+        np.save(tmp / "vectors.npy", vectors)
+        ann = _build_ann(vectors, kind, nlist, tmp, info)
+        write_json_atomic(tmp / "index.json", info)
     manifest.setdefault("index", {})[layer] = {"dir": out.name, **{k: info[k] for k in ("kind", "rows",
                                                                                          "fingerprint")}}
     write_json_atomic(features_dir / MANIFEST, manifest)
     if not quiet:
-        print(f"built a {kind} index of {len(vectors):,} × {vectors.shape[1]} ({layer}) in {out}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        print(f"built {article} {kind} index of {len(vectors):,} × {vectors.shape[1]} ({layer}) in {out}")
     return SearchIndex(vectors, fs.paths, fs.labels, fs.class_names, fs.root, layer, kind, manifest, ann)
 
 
@@ -215,3 +202,20 @@ def load_index(features_dir, *, layer: str | None = None, quiet: bool = True) ->
     ann = _faiss().read_index(str(out / "ivf.faiss")) if info["kind"] == "ivf" else None
     return SearchIndex(np.asarray(vectors), fs.paths, fs.labels, fs.class_names, fs.root, layer, info["kind"],
                        manifest, ann)
+
+
+def _build_ann(vectors: np.ndarray, kind: str, nlist: int | None, folder: Path, info: dict):
+    """The faiss IVF index of `vectors` for kind "ivf" (written into `folder`; `info` gets its nlist), else None."""
+    if kind != "ivf":
+        return None
+    faiss = _faiss()
+    nlist = check_positive_int("nlist", nlist) if nlist is not None else max(1, int(4 * np.sqrt(len(vectors))))
+    nlist = min(nlist, len(vectors))
+    quantizer = faiss.IndexFlatIP(vectors.shape[1])
+    ann = faiss.IndexIVFFlat(quantizer, vectors.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: max(nlist * 40, 10_000)]]
+    ann.train(sample)
+    ann.add(vectors)
+    faiss.write_index(ann, str(folder / "ivf.faiss"))
+    info["nlist"] = nlist
+    return ann

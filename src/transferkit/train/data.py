@@ -11,6 +11,7 @@ import numpy as np
 
 from ..data.decode import DecodeError, load_image
 from ..data.folder import ImageIndex, index_images
+from ..data.input_config import InputConfig
 from ..errors import TransferkitError
 
 VALIDATION_NAMES = ("validation", "val", "valid")
@@ -100,32 +101,50 @@ def drop_unreadable(index: ImageIndex, size: int, workers: int = 4) -> tuple[Ima
     return index.subset(keep), bad
 
 
-def make_dataset(index: ImageIndex, size: int, *, batch_size: int, shuffle: bool, seed: int = 0,
-                 crop_fraction=None, resample: str = "bilinear", binary: bool = True, workers: int = 4):
-    """A `keras.utils.PyDataset` of (float32 images in [0, 255], labels), decoded by a thread pool."""
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The order of `n` rows in epoch `epoch`: a function of (seed, epoch) only, so a resumed run sees the same
+    order in each epoch as an uninterrupted one."""
+    return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+
+
+def _batches(n: int, load, *, batch_size: int, shuffle: bool, seed: int, epoch: int):
+    """A `keras.utils.PyDataset` over rows 0..n-1 in `epoch_order`, each batch made by `load(rows)`."""
     import keras
 
-    class ImageDataset(keras.utils.PyDataset):
+    class Batches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.order = np.arange(len(index))
-            self.rng = np.random.default_rng(seed)
-            self.pool = ThreadPoolExecutor(workers, thread_name_prefix="transferkit-train")
-            if shuffle:
-                self.rng.shuffle(self.order)
+            self.epoch = epoch
+            self.order = epoch_order(n, seed, epoch, shuffle)
 
         def __len__(self):
-            return math.ceil(len(index) / batch_size)
+            return math.ceil(n / batch_size)
 
         def __getitem__(self, i):
-            rows = self.order[i * batch_size:(i + 1) * batch_size]
-            images = list(self.pool.map(lambda r: load_image(index.absolute(r), size, crop_fraction=crop_fraction,
-                                                             resample=resample), rows))
-            y = index.labels[rows]
-            return np.stack(images).astype("float32"), (y.astype("float32") if binary else y.astype("int32"))
+            return load(self.order[i * batch_size:(i + 1) * batch_size])
 
         def on_epoch_end(self):
-            if shuffle:
-                self.rng.shuffle(self.order)
+            self.epoch += 1
+            self.order = epoch_order(n, seed, self.epoch, shuffle)
 
-    return ImageDataset()
+    return Batches()
+
+
+def make_dataset(index: ImageIndex, input_config: InputConfig, *, batch_size: int, shuffle: bool, seed: int = 0,
+                 binary: bool = True, workers: int = 4, epoch: int = 0):
+    """A `keras.utils.PyDataset` of (float32 images in [0, 255], labels), decoded by a thread pool as
+    `input_config` says; `epoch` is the epoch its first pass serves (a resumed stage's next epoch)."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="transferkit-train")
+
+    def load(rows):
+        images = list(pool.map(lambda r: input_config.load(index.absolute(r)), rows))
+        y = index.labels[rows]
+        return np.stack(images).astype("float32"), (y.astype("float32") if binary else y.astype("int32"))
+
+    return _batches(len(index), load, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+
+
+def array_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0):
+    """(x, y) arrays as a `keras.utils.PyDataset` in `epoch_order` (for resumable, reproducible head training)."""
+    return _batches(len(x), lambda rows: (x[rows], y[rows]), batch_size=batch_size, shuffle=shuffle, seed=seed,
+                    epoch=epoch)

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import TransferkitError, check_one_of
+from ..files import write_json_atomic
 from .use import load_run
 
 TOLERANCE = 1e-4  # largest absolute difference in any class probability from model.keras
@@ -40,7 +41,8 @@ def _onnx(path: Path):
 def _openvino(path: Path):
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(path), "CPU")
+    # float32 as exported: on CPUs with bfloat16 units OpenVINO would otherwise choose bfloat16 itself
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda x: compiled(x)[0]
 
 
@@ -94,10 +96,10 @@ def _deployable(model):
 
 def _sample_images(run: Path, info: dict, n: int) -> tuple[np.ndarray, str]:
     """Up to `n` of the run's validation images at its input size, or seeded random pixels if they are gone."""
-    from ..data.decode import DecodeError, load_image
+    from ..data.decode import DecodeError
     from .data import run_validation_index
 
-    size = info["input_size"]
+    config = info["input"]
     try:
         validation = run_validation_index(json.loads((run / "config.json").read_text()))
     except (OSError, ValueError):
@@ -105,8 +107,7 @@ def _sample_images(run: Path, info: dict, n: int) -> tuple[np.ndarray, str]:
     images = []
     for i in range(len(validation) if validation is not None else 0):
         try:
-            images.append(load_image(validation.absolute(i), size, crop_fraction=info["crop_fraction"],
-                                     resample=info["resample"]))
+            images.append(config.load(validation.absolute(i)))
         except DecodeError:
             continue
         if len(images) == n:
@@ -114,7 +115,8 @@ def _sample_images(run: Path, info: dict, n: int) -> tuple[np.ndarray, str]:
     if images:
         return np.stack(images).astype("float32"), f"{len(images)} validation images of the run"
     rng = np.random.default_rng(0)
-    return rng.uniform(0, 255, (n, size, size, 3)).astype("float32"), f"{n} random images (validation data gone)"
+    return (rng.uniform(0, 255, (n, config.size, config.size, 3)).astype("float32"),
+            f"{n} random images (validation data gone)")
 
 
 def export(run, *, format: str, path, check_images: int = 8) -> dict:
@@ -187,16 +189,16 @@ def export(run, *, format: str, path, check_images: int = 8) -> dict:
                                    f"{TOLERANCE:g}) on {source}; it was not written.")
         meta = {
             "format": format, "file": path.name, "class_names": info["class_names"],
-            "input": {"shape": [None, info["input_size"], info["input_size"], 3], "dtype": "float32",
-                      "layout": "NHWC", "range": "RGB pixels 0-255; preprocessing is inside the model",
-                      "resize": {"crop_fraction": info["crop_fraction"], "resample": info["resample"]}},
+            "input": info["input"].to_dict(),
+            "tensor": {"shape": [None, info["input"].size, info["input"].size, 3], "dtype": "float32",
+                       "layout": "NHWC", "range": "RGB pixels 0-255, decoded as 'input' says (crop, then resize); "
+                                                  "the preprocessing is inside the model"},
             "output": "class probabilities, shape (n, classes), in class_names order",
             "check": {"max_abs_difference": diff, "tolerance": TOLERANCE, "images": source, "runtime": spec.needs[0]},
             "export_seconds": round(seconds, 2), "source": str(run.resolve()),
         }
         _move_into_place(tmp, target, path, spec)
-        meta_path = path.with_name(path.name + ".json")
-        meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+        write_json_atomic(path.with_name(path.name + ".json"), meta)
         return meta
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TransferkitError
+from ..files import write_text_atomic
+from ..templates import render_template
 
 TOP_LOSSES = 6
-CONFIG_ROWS = ("model", "strategy", "input_size", "crop", "weights", "pooling", "layer", "epochs", "finetune_epochs",
+CONFIG_ROWS = ("model", "strategy", "input", "crop", "weights", "pooling", "layer", "epochs", "finetune_epochs",
                "batch_size", "learning_rate", "finetune_learning_rate", "optimizer", "schedule", "class_weight",
                "augmentation", "unfreeze_blocks", "init_from",
                "validation_split", "precision", "seed", "backend", "created", "transferkit_version")
@@ -45,14 +47,16 @@ def _gradcam_overlay(model, image: np.ndarray, class_index: int) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _top_losses(run: Path, config: dict, model, size: int) -> list[dict]:
+def _top_losses(run: Path, config: dict, model) -> list[dict]:
     """The validation images with the highest loss, from predictions.csv, each with a Grad-CAM overlay."""
-    from ..data.decode import DecodeError, load_image
+    from ..data.decode import DecodeError
     from .data import run_validation_index
+    from .use import run_input_config
 
     preds = run / "predictions.csv"
     if not preds.is_file():
         return []
+    input_config = run_input_config(config, run / "config.json")
     with open(preds, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r.get("loss")]
     rows.sort(key=lambda r: -float(r["loss"]))
@@ -64,8 +68,7 @@ def _top_losses(run: Path, config: dict, model, size: int) -> list[dict]:
     out = []
     for r in rows[:TOP_LOSSES]:
         try:
-            image = load_image(str(root / r["path"]), size, crop_fraction=config.get("crop_fraction"),
-                               resample=config.get("resample", "bilinear"))
+            image = input_config.load(root / r["path"])
         except DecodeError:
             continue
         predicted = names.index(r["predicted"])
@@ -110,8 +113,7 @@ def write_report(run) -> Path:
 
         plot_history(read_history_csv(run / "history.csv"), curves, title=run.name)
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
-    size = int(model.inputs[0].shape[1])
-    losses = _top_losses(run, config, model, size)
+    losses = _top_losses(run, config, model)
     embedding = _embedding(run, metrics) if config.get("strategy") == "features" else ""
     esc = html.escape
     settings = "".join(f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(config.get(k)))}</td></tr>" for k in CONFIG_ROWS
@@ -126,40 +128,15 @@ def write_report(run) -> Path:
         f"<figure>{_img_tag(item['picture'], item['path'])}<figcaption>{esc(item['path'])}<br>true "
         f"<b>{esc(item['true'])}</b>, predicted <b>{esc(item['predicted'])}</b> ({item['probability']:.0%}), "
         f"loss {item['loss']:.3f}</figcaption></figure>" for item in losses) or "<p>No validation images to show.</p>"
-    page = _PAGE.format(
-        title=esc(f"{config.get('model')} {config.get('strategy')} — {run.name}"),
-        accuracy=metrics.get("accuracy", 0.0), loss=metrics.get("loss", 0.0), n=metrics.get("n", 0),
-        more="".join([f", top-{k} {v:.1%}" for k, v in (metrics.get("top_k_accuracy") or {}).items()]
-                     + ([f", ROC-AUC {metrics['roc_auc']:.3f}"] if metrics.get("roc_auc") is not None else [])),
-        classes=esc(", ".join(config.get("class_names", []))), settings=settings, stages=stages,
-        curves=_img_tag(_png(curves), "training curves", 900), per_class=per_class,
-        confusion=_img_tag(_png(run / "confusion.png"), "confusion matrix", 520), mistakes=mistakes,
-        embedding=(f"<h2>Validation features (PCA)</h2>{_img_tag(embedding, 'embedding', 620)}" if embedding else ""))
+    more = "".join([f", top-{k} {v:.1%}" for k, v in (metrics.get("top_k_accuracy") or {}).items()]
+                   + ([f", ROC-AUC {metrics['roc_auc']:.3f}"] if metrics.get("roc_auc") is not None else []))
+    page = render_template(
+        "report.html", TITLE=esc(f"{config.get('model')} {config.get('strategy')} — {run.name}"),
+        ACCURACY=f"{metrics.get('accuracy', 0.0):.1%}", LOSS=f"{metrics.get('loss', 0.0):.4f}",
+        N=str(metrics.get("n", 0)), MORE=esc(more), CLASSES=esc(", ".join(config.get("class_names", []))),
+        SETTINGS=settings, STAGES=stages, CURVES=_img_tag(_png(curves), "training curves", 900), PER_CLASS=per_class,
+        CONFUSION=_img_tag(_png(run / "confusion.png"), "confusion matrix", 520), MISTAKES=mistakes,
+        EMBEDDING=(f"<h2>Validation features (PCA)</h2>{_img_tag(embedding, 'embedding', 620)}" if embedding else ""))
     out = run / "report.html"
-    tmp = run / ".report.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    write_text_atomic(out, page)
     return out
-
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body{{font:14px system-ui,sans-serif;margin:0 auto;max-width:1000px;padding:0 16px 40px;color:#222}}
-h1{{font-size:20px}}h2{{font-size:16px;margin-top:28px;border-bottom:1px solid #ddd}}
-table{{border-collapse:collapse}}td,th{{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}}
-.big{{font-size:18px}}figure{{display:inline-block;margin:6px;width:300px;vertical-align:top}}
-figure img{{width:300px}}figcaption{{font-size:12px}}.missing{{color:#999}}
-</style></head><body>
-<h1>{title}</h1>
-<p class="big">Validation accuracy <b>{accuracy:.1%}</b>{more}, loss {loss:.4f} (n = {n}); classes: {classes}</p>
-<h2>Stages</h2><table><tr><th>stage</th><th>epochs</th><th>kept epoch</th><th>time</th></tr>{stages}</table>
-<h2>Training curves</h2>{curves}
-<h2>Per class</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
-{per_class}</table>
-<h2>Confusion matrix</h2>{confusion}
-<h2>Highest-loss validation images (left: image, right: Grad-CAM of the predicted class)</h2>{mistakes}
-{embedding}
-<h2>Settings</h2><table>{settings}</table>
-</body></html>
-"""

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..errors import TransferkitError, settings_diff
+from ..files import atomic_open, atomic_path, write_json_atomic
 from .config import TrainConfig
 
 # Facts about a run that must match for --resume besides the config (the classes found, the backend).
@@ -18,7 +19,7 @@ IDENTITY = ("class_names", "backend", "weights_identity")
 
 
 def read_history_csv(path) -> dict:
-    """history.csv (written by Keras' CSVLogger) as a dict of lists."""
+    """history.csv as a dict of lists (one column per metric, the epoch column left out)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in (rows[0] if rows else {})
@@ -29,60 +30,99 @@ def _better(score: list[float], best: list[float] | None) -> bool:
     return best is None or score > best
 
 
+def _seed_states(model) -> list:
+    """The random-number states of the model's layers (dropout, augmentation): Keras does not save them with the
+    weights, so a resumed epoch would draw other random numbers than the uninterrupted one."""
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
 @functools.cache
-def _best_epoch_class():
+def _checkpoint_class():
     import keras
+    import numpy as np
 
-    class BestEpoch(keras.callbacks.Callback):
-        """Keeps the best epoch's weights: highest validation accuracy, lower validation loss breaking ties.
+    class EpochCheckpoint(keras.callbacks.Callback):
+        """The one commit point of a stage's progress: after every epoch, the model's weights and optimizer state,
+        the random-number states, the epoch's metrics and the best epoch so far (highest validation accuracy,
+        lower validation loss breaking ties) become the stage's state with one atomic write of `state_path`.
 
-        With `patience`, stops after that many epochs without a better one. The best score, its epoch and the
-        epochs waited are written to `state_path` after every epoch, so a resumed run continues the comparison
-        (a restarted Keras `ModelCheckpoint`/`EarlyStopping` would forget the best score).
+        A killed process resumes from the last committed epoch — as if it had not been killed: the same weights,
+        optimizer moments, random draws and data order — and history.csv and the best epoch agree with it
+        (Keras' `BackupAndRestore`, `CSVLogger` and `ModelCheckpoint` each write their own file in place, so a
+        kill between or during them leaves them disagreeing or damaged). With `patience`, training stops after
+        that many epochs without a better one, counted across restarts.
         """
 
-        def __init__(self, weights_path: Path, state_path: Path, patience: int | None, first_epoch: int):
+        def __init__(self, folder: Path, number: int, patience: int | None, first_epoch: int, on_commit=None):
             super().__init__()
-            self.weights_path, self.state_path = Path(weights_path), Path(state_path)
-            self.patience, self.first_epoch = patience, first_epoch
+            self.folder, self.number = Path(folder), number
+            self.state_path = self.folder / f".stage{number}.json"
+            self.patience, self.first_epoch, self.on_commit = patience, first_epoch, on_commit
 
         def on_train_begin(self, logs=None):
-            state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
-            self.state = state
-            self.best = state.get("score")
-            self.best_epoch = state.get("best_epoch")
-            self.wait = state.get("wait", 0)
+            self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+            self.rows = list(self.state.get("rows", []))
+            self.best, self.best_epoch = self.state.get("score"), self.state.get("best_epoch")
+            self.wait = self.state.get("wait", 0)
+            backup = self.state.get("backup")
+            if backup and (self.folder / backup).exists():
+                optimizer = getattr(self.model, "optimizer", None)
+                if optimizer is not None and not optimizer.built:
+                    optimizer.build(self.model.trainable_variables)
+                self.model.load_weights(self.folder / backup)
+                for variable, value in zip(_seed_states(self.model), self.state.get("seeds", [])):
+                    variable.assign(np.asarray(value, dtype=variable.dtype))
+                self.model._initial_epoch = len(self.rows)  # what BackupAndRestore sets: fit continues there
+            if self.on_commit:
+                self.on_commit()
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            score = [float(logs.get("val_accuracy", 0.0)), -float(logs.get("val_loss", 0.0))]
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            run_epoch = self.first_epoch + epoch  # 1-based over the whole run
+            score = [logs.get("val_accuracy", 0.0), -logs.get("val_loss", 0.0)]
             if _better(score, self.best):
-                self.model.save_weights(self.weights_path)
-                self.best, self.best_epoch, self.wait = score, self.first_epoch + epoch, 0
+                best_file = f".best-stage{self.number}-e{run_epoch}.weights.h5"
+                with atomic_path(self.folder / best_file) as tmp:
+                    self.model.save_weights(tmp)
+                self.best, self.best_epoch, self.wait = score, run_epoch, 0
+                self.state["best_file"] = best_file
             else:
                 self.wait += 1
-            self.state.update(score=self.best, best_epoch=self.best_epoch, wait=self.wait)
-            self.state_path.write_text(json.dumps(self.state))
+            backup = f".backup-stage{self.number}-e{run_epoch}.weights.h5"
+            with atomic_path(self.folder / backup) as tmp:
+                self.model.save_weights(tmp)  # weights and optimizer state
+            self.rows.append({"epoch": run_epoch - 1, **logs})
+            self.state.update(rows=self.rows, score=self.best, best_epoch=self.best_epoch, wait=self.wait,
+                              backup=backup, seeds=[np.asarray(v.numpy()).tolist() for v in _seed_states(self.model)])
+            write_json_atomic(self.state_path, self.state)  # the commit
+            keep = {self.state_path.name, backup, self.state.get("best_file")}
+            for stale in [*self.folder.glob(f".backup-stage{self.number}-*"), *self.folder.glob(
+                    f".best-stage{self.number}-*")]:
+                if stale.name not in keep:
+                    stale.unlink(missing_ok=True)
+            if self.on_commit:
+                self.on_commit()
             if self.patience and self.wait >= self.patience:
                 self.model.stop_training = True
 
-    return BestEpoch
+    return EpochCheckpoint
 
 
-def best_epoch_callback(weights_path, state_path, *, patience: int | None = None, first_epoch: int = 1):
-    """A Keras callback keeping the best epoch's weights in `weights_path` (see `BestEpoch`).
+def epoch_checkpoint(folder, number: int = 1, *, patience: int | None = None, first_epoch: int = 1, on_commit=None):
+    """A Keras callback that commits a stage's progress after every epoch (see `EpochCheckpoint`) into
+    `folder/.stage{number}.json` and files beside it; `on_commit` runs after each commit and at the start.
 
     Example:
-    >>> cb = best_epoch_callback("best.weights.h5", "best.json", patience=5)  # doctest: +SKIP
+    >>> cb = epoch_checkpoint("runs/r", patience=5)  # doctest: +SKIP
     >>> model.fit(x, y, validation_data=(xv, yv), callbacks=[cb])  # doctest: +SKIP
     """
-    return _best_epoch_class()(weights_path, state_path, patience, first_epoch)
+    return _checkpoint_class()(folder, number, patience, first_epoch, on_commit)
 
 
 class RunFolder:
     """One run's folder. Finished stages leave `.stageN.weights.h5` + `.stageN.json` until the run completes,
     so `--resume` restores them instead of training them again; an interrupted stage continues after its last
-    finished epoch (Keras `BackupAndRestore`) with its best score remembered."""
+    committed epoch (`EpochCheckpoint`) with its best score, random states and data order as they were."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -133,46 +173,54 @@ class RunFolder:
                 raise TransferkitError(f"Cannot resume {str(self.path)!r}: its settings differ ({'; '.join(diff)}). "
                                        "Use the same settings, another --name, or --overwrite.")
             return
-        self.config_file.write_text(json.dumps({**config.to_json(), **facts}, indent=1) + "\n")
+        write_json_atomic(self.config_file, {**config.to_json(), **facts})
 
     def stage(self, number: int, label: str, model, run) -> dict:
         """Run stage `number` (`run()` trains `model`), or restore `model`'s weights when an earlier,
         interrupted run of this folder finished that stage. Returns the stage's record."""
         done, state = self.path / f".stage{number}.weights.h5", self._state_file(number)
-        info = json.loads(state.read_text()) if state.exists() else {}
+        info = self._read_state(number)
         if done.exists() and info.get("done"):
             model.load_weights(done)
             return info["record"]
         if "first_epoch" not in info:
-            info["first_epoch"] = self.epochs_logged() + 1
-            state.write_text(json.dumps(info))
+            info["first_epoch"] = 1 + sum(len(self._read_state(k).get("rows", [])) for k in range(1, number))
+            write_json_atomic(state, info)
         started = time.perf_counter()
         run()
-        info = json.loads(state.read_text())
-        record = {"stage": label, "first_epoch": info["first_epoch"],
-                  "epochs": self.epochs_logged() - info["first_epoch"] + 1, "best_epoch": info.get("best_epoch"),
-                  "seconds": round(time.perf_counter() - started, 3)}
-        model.save_weights(done)
-        state.write_text(json.dumps({**info, "done": True, "record": record}))
+        info = self._read_state(number)
+        record = {"stage": label, "first_epoch": info["first_epoch"], "epochs": len(info.get("rows", [])),
+                  "best_epoch": info.get("best_epoch"), "seconds": round(time.perf_counter() - started, 3)}
+        with atomic_path(done) as tmp:
+            model.save_weights(tmp)
+        write_json_atomic(state, {**info, "done": True, "record": record})
         return record
 
     def callbacks(self, number: int, *, patience: int | None) -> list:
-        """Keras callbacks of stage `number`: resumable epochs, history.csv, the best epoch's weights."""
-        import keras
+        """Keras callbacks of stage `number`: its epoch checkpoint, which also keeps history.csv up to date."""
+        return [epoch_checkpoint(self.path, number, patience=patience,
+                                 first_epoch=self._read_state(number)["first_epoch"], on_commit=self.write_history)]
 
-        info = json.loads(self._state_file(number).read_text())
-        return [keras.callbacks.BackupAndRestore(str(self.path / ".backup" / f"stage{number}"),
-                                                 delete_checkpoint=True),
-                keras.callbacks.CSVLogger(str(self.path / "history.csv"), append=True),
-                best_epoch_callback(self._best_weights(number), self._state_file(number), patience=patience,
-                                    first_epoch=info["first_epoch"])]
+    def epochs_done(self, number: int) -> int:
+        """Epochs stage `number` has committed (where a resumed stage continues)."""
+        return len(self._read_state(number).get("rows", []))
 
     def load_best(self, model, number: int) -> None:
         """Give `model` the weights of stage `number`'s best epoch."""
-        best = self._best_weights(number)
-        if best.exists():
-            model.load_weights(best)
-            best.unlink()
+        best = self._read_state(number).get("best_file")
+        if best and (self.path / best).exists():
+            model.load_weights(self.path / best)
+
+    def write_history(self) -> None:
+        """history.csv from the committed epochs of every stage (one row per epoch, numbered over the run)."""
+        rows = [r for k in self._stage_numbers() for r in self._read_state(k).get("rows", [])]
+        if not rows:
+            return
+        columns = ["epoch"] + sorted({key for r in rows for key in r} - {"epoch"})
+        with atomic_open(self.path / "history.csv", newline="") as f:
+            writer = csv.DictWriter(f, columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
 
     def epochs_logged(self) -> int:
         history = self.path / "history.csv"
@@ -186,15 +234,20 @@ class RunFolder:
         return read_history_csv(history) if history.exists() else {}
 
     def clean_up(self) -> None:
-        """Remove what only an unfinished run needs (stage markers, epoch backups)."""
-        for marker in self.path.glob(".stage*"):
-            marker.unlink()
-        for best in self.path.glob(".best-*"):
-            best.unlink()
+        """Remove what only an unfinished run needs (stage states, epoch backups, best-epoch weights)."""
+        for marker in [*self.path.glob(".stage*"), *self.path.glob(".best-*"), *self.path.glob(".backup-*")]:
+            marker.unlink(missing_ok=True)
         shutil.rmtree(self.path / ".backup", ignore_errors=True)
+
+    def _read_state(self, number: int) -> dict:
+        state = self._state_file(number)
+        try:
+            return json.loads(state.read_text()) if state.exists() else {}
+        except ValueError:  # never half-written (atomic), so this is damage from outside
+            raise TransferkitError(f"{state} is damaged; cannot resume. Use --overwrite to train again.") from None
+
+    def _stage_numbers(self) -> list[int]:
+        return sorted(int(p.name[6:-5]) for p in self.path.glob(".stage*.json") if p.name[6:-5].isdigit())
 
     def _state_file(self, number: int) -> Path:
         return self.path / f".stage{number}.json"
-
-    def _best_weights(self, number: int) -> Path:
-        return self.path / f".best-stage{number}.weights.h5"

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, backend
+from .. import backend
+from .._version import __version__
 from ..backbones.build import weights_identity
 from ..backbones.registry import BackboneSpec, get_backbone, with_crop
+from ..data.input_config import InputConfig
 from ..errors import TransferkitError
+from ..files import atomic_path, write_json_atomic
 from .config import STRATEGIES, TrainConfig
-from .data import Splits, drop_unreadable, find_splits, make_dataset
+from .data import Splits, array_dataset, drop_unreadable, find_splits, make_dataset
 from .heads import compile_classifier
 from .model import build_classifier, export_model, unfreeze_top
 from .report import write_report
@@ -53,6 +56,11 @@ class Job:
     quiet: bool = True
     stages: list = field(default_factory=list)
     feature_cache: dict = field(default_factory=dict)  # split -> folder, for the report's embedding map
+
+    @property
+    def input(self) -> InputConfig:
+        """How this run turns image files into tensors (written into config.json as "input")."""
+        return self.spec.input_config(self.cfg.input_size)
 
     def stage(self, label: str, fit, **kwargs) -> None:
         """Run the next numbered stage (restored instead when a resumed run already finished it)."""
@@ -113,12 +121,12 @@ def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int) -
     """`model.fit` of the whole classifier on decoded images (only its trainable layers move)."""
     cfg, n_classes = job.cfg, len(job.splits.class_names)
     compile_classifier(job.clf, n_classes, learning_rate=learning_rate, optimizer=cfg.optimizer)
-    common = dict(crop_fraction=job.spec.crop_fraction, resample=job.spec.resample, binary=n_classes == 2,
-                  batch_size=cfg.batch_size)
-    train_ds = make_dataset(job.splits.train, cfg.input_size, shuffle=True, seed=cfg.seed, **common)
-    val_ds = make_dataset(job.splits.validation, cfg.input_size, shuffle=False, **common)
+    common = dict(binary=n_classes == 2, batch_size=cfg.batch_size)
+    train_ds = make_dataset(job.splits.train, job.input, shuffle=True, seed=cfg.seed,
+                            epoch=job.run.epochs_done(number), **common)
+    val_ds = make_dataset(job.splits.validation, job.input, shuffle=False, **common)
     job.clf.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=job.class_weight,
-                callbacks=job.callbacks(number, learning_rate, epochs), verbose=0 if job.quiet else 1)
+                callbacks=job.callbacks(number, learning_rate, epochs), verbose=0 if job.quiet else 2)
     job.run.load_best(job.clf, number)
 
 
@@ -135,17 +143,18 @@ def fit_head_on_features(job: Job, number: int) -> None:
         index = getattr(job.splits, split)
         # pooled as the head pools (Flatten and "flatten" share the h, w, c order), so only the core trains here
         job.feature_cache[split] = str(feature_cache_dir(job.runs_root, cfg, layer, index).resolve())
-        fs = extract(index, job.feature_cache[split], model=job.spec, layers=layer,
-                     pooling=cfg.pooling, input_size=cfg.input_size, weights=cfg.weights, precision=cfg.precision,
-                     batch_size=32, quiet=job.quiet)
+        fs = extract(index, job.feature_cache[split], model=job.spec.name, layers=layer, pooling=cfg.pooling,
+                     input_config=job.input, weights=cfg.weights, precision=cfg.precision, batch_size=32,
+                     quiet=job.quiet)
         arrays[split] = (fs.matrix, fs.labels.astype("float32" if n_classes == 2 else "int32"))
     core = job.clf.get_layer("head").get_layer("head_core")
     # a wrapper sharing the core's layers holds the optimizer, so none is saved inside model.keras
     trainer = compile_classifier(keras.Model(core.inputs, core.outputs, name="head_trainer"), n_classes,
                                  learning_rate=cfg.learning_rate, optimizer=cfg.optimizer)
-    trainer.fit(*arrays["train"], validation_data=arrays["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
-                class_weight=job.class_weight, callbacks=job.callbacks(number, cfg.learning_rate, cfg.epochs),
-                verbose=0 if job.quiet else 2)
+    train_ds = array_dataset(*arrays["train"], batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
+                             epoch=job.run.epochs_done(number))
+    trainer.fit(train_ds, validation_data=arrays["validation"], epochs=cfg.epochs, class_weight=job.class_weight,
+                callbacks=job.callbacks(number, cfg.learning_rate, cfg.epochs), verbose=0 if job.quiet else 2)
     job.run.load_best(trainer, number)
 
 
@@ -235,8 +244,8 @@ def train(data, config: TrainConfig | None = None, *, run_dir=None, runs_root="r
     splits.validation, bad_val = drop_unreadable(splits.validation, cfg.input_size)
     run.start(cfg, {
         "weights_identity": weights_identity(cfg.weights), "class_names": splits.class_names,
-        "backend": backend.name(), "preprocessing": spec.preprocessing, "crop_fraction": spec.crop_fraction,
-        "resample": spec.resample, "transferkit_version": __version__, "keras_version": keras.__version__,
+        "backend": backend.name(), "input": spec.input_config(cfg.input_size).to_dict(),
+        "transferkit_version": __version__, "keras_version": keras.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "counts": {"train": len(splits.train), "validation": len(splits.validation)},
         "skipped": bad_train + bad_val})
@@ -259,10 +268,12 @@ def _finish(job: Job) -> TrainResult:
     from ..viz.plots import plot_history
 
     cfg, run = job.cfg, job.run
-    export_model(job.clf, job.base, job.spec, cfg.input_size).save(run.path / "model.keras")
+    # a float32 graph whatever precision trained it (the variables are float32 already): it loads, exports and
+    # predicts the same everywhere; precision at inference is the loader's choice
+    with atomic_path(run.path / "model.keras") as tmp:
+        backend.as_float32(export_model(job.clf, job.base, job.spec, cfg.input_size)).save(tmp)
     model = keras.saving.load_model(run.path / "model.keras", safe_mode=True)
-    metrics = evaluate_model(model, job.splits.validation, job.splits.class_names, size=cfg.input_size,
-                             crop_fraction=job.spec.crop_fraction, resample=job.spec.resample, out_dir=run.path,
+    metrics = evaluate_model(model, job.splits.validation, job.splits.class_names, job.input, out_dir=run.path,
                              batch_size=cfg.batch_size)
     metrics["stages"] = job.stages
     if job.feature_cache:
@@ -270,18 +281,20 @@ def _finish(job: Job) -> TrainResult:
     metrics["timings"] = {f"stage{i + 1}_s": st["seconds"] for i, st in enumerate(job.stages)}
     metrics["images_per_second"] = {f"stage{i + 1}": round(len(job.splits.train) * st["epochs"] / st["seconds"], 1)
                                     for i, st in enumerate(job.stages) if st["epochs"] and st["seconds"]}
-    (run.path / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     history = run.history()  # every epoch, also those of an interrupted run
     plot_history(history, run.path / "curves.png", title=f"{cfg.model} {cfg.strategy}")
-    write_report(run.path)
-    run.clean_up()
-    return TrainResult(run.path, model, history, metrics, json.loads(run.config_file.read_text()), job.stages)
+    write_json_atomic(run.path / "metrics.json", metrics)  # marks the run finished (with model.keras)
+    return _finished_result(run, model)
 
 
-def _finished_result(run: RunFolder) -> TrainResult:
+def _finished_result(run: RunFolder, model=None) -> TrainResult:
+    """The result of a finished run; the report and the tidy-up, if a kill interrupted them, are done now."""
     import keras
 
     metrics = json.loads((run.path / "metrics.json").read_text())
-    model = keras.saving.load_model(run.path / "model.keras", safe_mode=True)
+    model = model or keras.saving.load_model(run.path / "model.keras", safe_mode=True)
+    if not (run.path / "report.html").is_file() or any(run.path.glob(".stage*")):
+        write_report(run.path)
+        run.clean_up()
     return TrainResult(run.path, model, run.history(), metrics, json.loads(run.config_file.read_text()),
                        metrics.get("stages", []))

@@ -4,57 +4,102 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..data.folder import index_images
+from ..data.input_config import InputConfig
 from ..errors import TransferkitError, check_one_of
+from ..files import atomic_open, write_json_atomic
 from ..extract.reader import ImageReader
 from .metrics import classification_metrics, probabilities_2d
 
 TTA_MODES = ("none", "hflip", "flips", "dihedral")
 
 
+def run_input_config(config: dict, source="config.json") -> InputConfig:
+    """The `InputConfig` a run was trained with, from its config.json (runs before 0.2 kept its parts as
+    separate keys; those are read too)."""
+    if "input" in config:
+        return InputConfig.from_dict(config["input"], source=str(source))
+    try:
+        return InputConfig(config["input_size"], config.get("crop_fraction"), config.get("resample", "bilinear"),
+                           config.get("preprocessing", "none"))
+    except (KeyError, TransferkitError):
+        raise TransferkitError(f"{source} is damaged: it records no input configuration ('input'). Train the "
+                               "run again.") from None
+
+
 def load_run(run_or_model, *, unsafe: bool = False):
     """Load a trained classifier (Keras safe mode) and its settings from a run folder or a `.keras` file.
+
+    A run folder (or a `.keras` file with the run's config.json beside it) gives the class names and the
+    `InputConfig` the run was trained with. A bare `.keras` file has neither: its images are resized whole
+    (bilinear) and its classes are numbered, with a warning.
 
     Args:
         unsafe: allow Lambda layers and other code in the file (only for files you trust).
 
     Returns:
-        (model, info) where info has "class_names", "input_size", "crop_fraction", "resample".
-    """
-    import keras
+        (model, info) where info has "class_names" and "input" (an `InputConfig`).
 
+    Example:
+    >>> model, info = load_run("runs/lite0-features")  # doctest: +SKIP
+    >>> info["input"].describe()
+    '224 px, centre 87.5% crop, bicubic, lite preprocessing'
+    """
     path = Path(run_or_model)
     model_file = path / "model.keras" if path.is_dir() else path
+    if path.is_dir() and not model_file.is_file():
+        raise TransferkitError(f"{str(path)!r} is not a finished run folder: it has no model.keras (train it to the "
+                               "end, or pass another run).")
     if not model_file.is_file():
         raise TransferkitError(f"{str(path)!r} is neither a run folder with model.keras nor a .keras file.")
     config_file = model_file.parent / "config.json"
+    model = _load_keras(model_file, unsafe)
+    size = int(model.inputs[0].shape[1])
+    if config_file.is_file():
+        try:
+            config = json.loads(config_file.read_text())
+        except ValueError as exc:
+            raise TransferkitError(f"{config_file} is not valid JSON ({exc}); the run's folder is damaged.") from None
+        names = config.get("class_names")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise TransferkitError(f"{config_file} is damaged: 'class_names' must be a list of strings.")
+        input_config = run_input_config(config, config_file)
+        if input_config.size != size:
+            raise TransferkitError(f"{config_file} records input size {input_config.size}, but {model_file.name} "
+                                   f"takes {size} px: the two files belong to different runs.")
+        return model, {"class_names": names, "input": input_config}
+    if path.is_dir():
+        raise TransferkitError(f"The run folder {str(path)!r} has no config.json, which says how its images are "
+                               "cropped and resized; copy it back from the run, or pass the .keras file itself.")
+    n = int(model.outputs[0].shape[-1])
+    warnings.warn(f"{model_file.name} has no config.json beside it: images are resized whole (bilinear) and "
+                  "classes are numbered; keep the run's config.json with the model for its own settings.",
+                  stacklevel=2)
+    return model, {"class_names": [str(i) for i in range(2 if n == 1 else n)], "input": InputConfig(size)}
+
+
+def _load_keras(model_file: Path, unsafe: bool):
+    import zipfile
+
+    import keras
+
+    if not zipfile.is_zipfile(model_file):
+        raise TransferkitError(f"{model_file} is damaged (not a complete .keras archive: truncated or overwritten?). "
+                               "Train the run again or restore the file.")
     try:
-        model = keras.saving.load_model(model_file, safe_mode=not unsafe)
+        return keras.saving.load_model(model_file, safe_mode=not unsafe)
     except Exception as exc:
         text = str(exc)
         if "safe_mode" in text or "unsafe" in text.lower():
             raise TransferkitError(f"{model_file} contains code (e.g. a Lambda layer), which safe mode refuses to "
                                    "load. If you trust the file, pass --unsafe (unsafe=True).") from None
-        raise TransferkitError(f"Cannot load {model_file}: {text.splitlines()[0][:300]}") from None
-    info = {"input_size": int(model.inputs[0].shape[1]), "crop_fraction": None, "resample": "bilinear"}
-    if config_file.is_file():
-        try:
-            config = json.loads(config_file.read_text())
-        except ValueError as exc:
-            raise TransferkitError(f"{config_file} is not valid JSON: {exc}") from None
-        names = config.get("class_names")
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise TransferkitError(f"{config_file} is damaged: 'class_names' must be a list of strings.")
-        info.update(class_names=names, crop_fraction=config.get("crop_fraction"),
-                    resample=config.get("resample", "bilinear"))
-    else:
-        n = int(model.outputs[0].shape[-1])
-        info["class_names"] = [str(i) for i in range(2 if n == 1 else n)]
-    return model, info
+        raise TransferkitError(f"Cannot load {model_file}: it is damaged or not a Keras model "
+                               f"({text.splitlines()[0][:300] if text else type(exc).__name__}).") from None
 
 
 def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: bool = False, tta: str = "none"):
@@ -73,8 +118,7 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
     """
     model, info = load_run(run_or_model, unsafe=unsafe)
     index = index_images(images, labels="none")
-    positions, probs, skipped = predict_index(model, index, size=info["input_size"], batch_size=batch_size,
-                                              crop_fraction=info["crop_fraction"], resample=info["resample"], tta=tta)
+    positions, probs, skipped = predict_index(model, index, info["input"], batch_size=batch_size, tta=tta)
     names = info["class_names"]
     rows = [{"path": index.paths[p], "predicted": names[int(np.argmax(pr))], "probabilities": pr.tolist()}
             for p, pr in zip(positions, probs)]
@@ -101,11 +145,10 @@ def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32, unsafe: 
     if index.labels is None:
         raise TransferkitError(f"{str(data)!r} has no labels to evaluate against: pass a folder with one "
                                "sub-folder per class, or a CSV with path and label columns.")
-    metrics = evaluate_model(model, index, info["class_names"], size=info["input_size"],
-                             crop_fraction=info["crop_fraction"], resample=info["resample"], out_dir=out_dir,
+    metrics = evaluate_model(model, index, info["class_names"], info["input"], out_dir=out_dir,
                              batch_size=batch_size, tta=tta)
     if out_dir is not None:
-        (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        write_json_atomic(Path(out_dir) / "metrics.json", metrics)
     return metrics
 
 
@@ -124,12 +167,11 @@ def tta_views(images: np.ndarray, tta: str = "none") -> list[np.ndarray]:
     return views
 
 
-def predict_index(model, index, *, size: int, batch_size: int = 32, crop_fraction=None, resample="bilinear",
-                  tta: str = "none"):
+def predict_index(model, index, input_config: InputConfig, *, batch_size: int = 32, tta: str = "none"):
     """Class probabilities (n, n_classes) of the images of `index` (averaged over the `tta` views), plus the
-    skipped files."""
+    skipped files; images become tensors as `input_config` says (the run's own)."""
     check_one_of("tta", tta, TTA_MODES)
-    reader = ImageReader(index, size, batch_size=batch_size, crop_fraction=crop_fraction, resample=resample)
+    reader = ImageReader(index, input_config, batch_size=batch_size)
     positions, probs, skipped = [], [], []
     for batch in reader.iter_range(0, len(index)):
         n = len(batch.positions)
@@ -147,12 +189,11 @@ def predict_index(model, index, *, size: int, batch_size: int = 32, crop_fractio
     return np.concatenate(positions), np.concatenate(probs), skipped
 
 
-def evaluate_model(model, index, class_names, *, size=None, crop_fraction=None, resample="bilinear", out_dir=None,
-                   batch_size=32, tta: str = "none") -> dict:
-    """Metrics of `model` on a labelled index; with `out_dir`, also confusion.png and top_losses.png."""
-    size = size or int(model.inputs[0].shape[1])
-    positions, probs, skipped = predict_index(model, index, size=size, batch_size=batch_size,
-                                              crop_fraction=crop_fraction, resample=resample, tta=tta)
+def evaluate_model(model, index, class_names, input_config: InputConfig, *, out_dir=None, batch_size=32,
+                   tta: str = "none") -> dict:
+    """Metrics of `model` on a labelled index; with `out_dir`, also predictions.csv, confusion.png and
+    top_losses.png."""
+    positions, probs, skipped = predict_index(model, index, input_config, batch_size=batch_size, tta=tta)
     labels = index.labels[positions]
     metrics = classification_metrics(probs, labels, class_names)
     metrics["skipped"] = skipped
@@ -175,7 +216,7 @@ def evaluate_model(model, index, class_names, *, size=None, crop_fraction=None, 
 def write_predictions(path, paths: list[str], probs: np.ndarray, labels: np.ndarray | None, class_names) -> Path:
     """One row per image: path, [true class,] predicted class, [its loss,] one probability per class."""
     labelled = labels is not None
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", *(["true"] if labelled else []), "predicted", *(["loss"] if labelled else []),
                          *[f"p_{n}" for n in class_names]])
