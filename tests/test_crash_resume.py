@@ -103,3 +103,48 @@ def test_train_interrupted_between_epochs_resumes(tmp_path):
     best = max(range(8), key=lambda i: scores[i]) + 1
     assert metrics["stages"][0]["best_epoch"] == best  # the best epoch over both processes, not since the restart
     np.testing.assert_allclose(metrics["loss"], -scores[best - 1][1], rtol=1e-3)
+
+
+@pytest.mark.parametrize("strategy", ["frozen", "features"])
+def test_train_killed_at_random_moments_resumes_to_the_same_metrics(tmp_path, strategy):
+    """SIGKILL `train` at random moments (mid-epoch, mid-write), resume each time: every run-folder file stays
+    readable, and the finished run equals an uninterrupted one (history, kept epoch, metrics)."""
+    data = make_split_folder(tmp_path / "data", {"train": 24, "validation": 8}, ["a", "b"])
+    args = ["train", data, "--model", "tiny_test", "--weights", "none", "--strategy", strategy, "--epochs", "8",
+            "--batch-size", "4", "--learning-rate", "1e-3", "--optimizer", "adam", "--precision", "float32",
+            "--runs", tmp_path / "runs", "-q"]
+    run = tmp_path / "runs" / "killed"
+    chooser = random.Random(3)
+    kills, resume = 0, []
+    for _ in range(6):
+        proc = _popen(*args, "--name", "killed", *resume)
+        resume = ["--resume"]
+        time.sleep(chooser.uniform(3.0, 9.0))  # start-up takes a few seconds; then epochs are fractions of one
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        for name in ("config.json", "history.csv", *[p.name for p in run.glob(".stage*.json")]):
+            if (run / name).exists() and name.endswith(".json"):
+                json.loads((run / name).read_text())  # whole, never half-written
+    assert kills >= 2, "the run finished before it could be interrupted twice"
+    final = run_cli(*args, "--name", "killed", "--resume")
+    assert final.returncode == 0, final.stderr
+    reference = run_cli(*args, "--name", "reference")
+    assert reference.returncode == 0, reference.stderr
+
+    def read(folder):
+        with open(folder / "history.csv") as f:
+            rows = list(csv.DictReader(f))
+        return rows, json.loads((folder / "metrics.json").read_text())
+
+    (rows, metrics), (ref_rows, ref_metrics) = read(run), read(tmp_path / "runs" / "reference")
+    assert [int(r["epoch"]) for r in rows] == list(range(8))  # every epoch once: none repeated, none lost
+    for got, want in zip(rows, ref_rows):
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+            np.testing.assert_allclose(float(got[key]), float(want[key]), rtol=1e-4, atol=1e-6, err_msg=key)
+    assert metrics["stages"][0]["best_epoch"] == ref_metrics["stages"][0]["best_epoch"]
+    np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-4)
+    assert metrics["accuracy"] == ref_metrics["accuracy"]
+    assert not list(run.glob(".stage*")) and not list(run.glob(".backup-*")) and (run / "report.html").is_file()

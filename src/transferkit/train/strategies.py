@@ -125,7 +125,9 @@ def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int) -
     train_ds = make_dataset(job.splits.train, job.input, shuffle=True, seed=cfg.seed,
                             epoch=job.run.epochs_done(number), **common)
     val_ds = make_dataset(job.splits.validation, job.input, shuffle=False, **common)
-    job.clf.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=job.class_weight,
+    # shuffle=False: the dataset orders each epoch itself (`epoch_order`); Keras would shuffle its batches with
+    # Python's global random state, which a resumed process does not share
+    job.clf.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=job.class_weight, shuffle=False,
                 callbacks=job.callbacks(number, learning_rate, epochs), verbose=0 if job.quiet else 2)
     job.run.load_best(job.clf, number)
 
@@ -154,6 +156,7 @@ def fit_head_on_features(job: Job, number: int) -> None:
     train_ds = array_dataset(*arrays["train"], batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
                              epoch=job.run.epochs_done(number))
     trainer.fit(train_ds, validation_data=arrays["validation"], epochs=cfg.epochs, class_weight=job.class_weight,
+                shuffle=False,
                 callbacks=job.callbacks(number, cfg.learning_rate, cfg.epochs), verbose=0 if job.quiet else 2)
     job.run.load_best(trainer, number)
 
