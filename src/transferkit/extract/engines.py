@@ -6,7 +6,6 @@ runner cuts that stream into shards, so every engine gets the same output, resum
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -49,8 +48,9 @@ def local_batches(job: EngineJob) -> Iterator[tuple]:
 
 
 def _ray_batches(job: EngineJob) -> Iterator[tuple]:
-    # imported only when chosen: the Ray engine needs the optional `ray` extra
-    return importlib.import_module(".ray_engine", __package__).ray_batches(job)
+    from .ray_engine import ray_batches  # imported only when chosen: the Ray engine needs the optional `ray` extra
+
+    return ray_batches(job)
 
 
 ENGINES = {"local": local_batches, "ray": _ray_batches}
