@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+from ..files import atomic_open
 from ._options import add_command, add_features, import_keras
 
 EXAMPLES = """  transferkit duplicates features/                       # default threshold 0.85
@@ -35,7 +36,7 @@ def run(args) -> int:
     groups = duplicates(load_index(args.features, layer=args.layer, quiet=False), threshold=args.threshold)
     rows = [(n, path, f"{sim:.6f}") for n, group in enumerate(groups.groups, 1) for path, sim in group]
     if args.output:
-        with open(args.output, "w", newline="", encoding="utf-8") as f:
+        with atomic_open(args.output, newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["group", "path", "similarity"])
             writer.writerows(rows)

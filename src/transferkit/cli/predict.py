@@ -8,7 +8,7 @@ from ..errors import plural
 from ._options import add_batch_size, add_command, add_run_or_model, add_tta, import_keras
 
 EXAMPLES = """  transferkit predict runs/vgg16-finetune new_photos/ -o predictions.csv
-  transferkit predict model.keras photo.jpg
+  transferkit predict model.keras photo.jpg other.png more_photos/
   transferkit predict runs/vgg16-finetune list.csv -o predictions.csv   # a CSV with a path column
 """
 
@@ -17,7 +17,8 @@ def register(sub):
     p = add_command(sub, "predict", help="Classify images with a trained run (CSV of class probabilities).",
                     examples=EXAMPLES, run=run)
     add_run_or_model(p)
-    p.add_argument("images", metavar="IMAGES", help="a folder of images, one image, or a CSV with a path column")
+    p.add_argument("images", metavar="IMAGES", nargs="+",
+                   help="folders of images, image files, or CSVs with a path column (several allowed)")
     p.add_argument("-o", "--output", default=None, help="CSV file (default: print to the terminal)")
     add_batch_size(p)
     add_tta(p)
@@ -27,7 +28,8 @@ def run(args) -> int:
     import_keras()
     from ..train import predict
 
-    rows, skipped = predict(args.run_or_model, args.images, args.output, batch_size=args.batch_size, unsafe=args.unsafe,
+    images = args.images[0] if len(args.images) == 1 else args.images
+    rows, skipped = predict(args.run_or_model, images, args.output, batch_size=args.batch_size, unsafe=args.unsafe,
                             tta=args.tta)
     if args.output is None:
         for r in rows:

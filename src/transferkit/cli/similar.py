@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import sys
 
+from ..files import atomic_open
 from ._options import add_command, add_features, import_keras
 
 EXAMPLES = """  transferkit similar features/ photos/new_cat.jpg -k 5
@@ -33,7 +34,7 @@ def run(args) -> int:
     index = load_index(args.features, layer=args.layer, quiet=False)
     matches, skipped = similar(index, args.queries, k=args.k)
     if args.output:
-        with open(args.output, "w", newline="", encoding="utf-8") as f:
+        with atomic_open(args.output, newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["query", "rank", "path", "similarity"])
             writer.writerows([m.query, m.rank, m.path, f"{m.similarity:.6f}"] for m in matches)

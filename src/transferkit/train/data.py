@@ -30,27 +30,39 @@ class Splits:
 def find_splits(data, *, validation_split: float | None = None, seed: int = 0) -> Splits:
     """Index `DATA/train`, `DATA/validation` (or `val`) and optional `DATA/test`.
 
-    Without a validation folder, `validation_split` (e.g. 0.2) holds out a
-    stratified, seeded fraction of `train`.
+    Without a validation folder, `validation_split` (e.g. 0.2) holds out a stratified, seeded fraction of
+    `train` — or, with `validation_split`, of a plain `DATA/<class>/` folder (no train/ inside).
 
     Raises:
         TransferkitError: when the layout is not `train/<class>/...` or classes differ.
     """
     root = Path(data)
-    if not (root / "train").is_dir():
+    if not root.is_dir():
+        raise TransferkitError(f"The training folder {str(root)!r} does not exist"
+                               + (" (it is a file)." if root.exists() else "."))
+    plain = not (root / "train").is_dir() and validation_split is not None and not any(
+        (root / n).is_dir() for n in VALIDATION_NAMES)
+    if not (root / "train").is_dir() and not plain:
         raise TransferkitError(f"{str(root)!r} must contain a train/ folder with one sub-folder per class "
-                               "(and validation/, or pass --validation-split).")
-    train = index_images(root / "train")
+                               "(and validation/), or be a folder of <class>/ sub-folders with --validation-split 0.2.")
+    train_dir = root if plain else root / "train"
+    train = index_images(train_dir)
     if train.labels is None:
-        raise TransferkitError(f"{str(root / 'train')!r} has no class sub-folders: put each class's images in "
-                               "train/<class>/.")
+        raise TransferkitError(f"{str(train_dir)!r} has no class sub-folders: put each class's images in "
+                               f"{'' if plain else 'train/'}<class>/.")
     classes = train.class_names
     if len(classes) < 2:
-        raise TransferkitError(f"Training needs at least 2 classes; {str(root / 'train')!r} has {classes}.")
+        raise TransferkitError(f"Training needs at least 2 classes; {str(train_dir)!r} has {classes}.")
     val_dir = next((root / n for n in VALIDATION_NAMES if (root / n).is_dir()), None)
     if val_dir is not None and validation_split:
         raise TransferkitError(f"{str(root)!r} has a {val_dir.name}/ folder; drop --validation-split or the folder.")
     if val_dir is not None:
+        found = index_images(val_dir)
+        extra = sorted(set(found.class_names) - set(classes))
+        if extra:
+            raise TransferkitError(
+                f"{val_dir.name}/ of {str(root)!r} has class folders that train/ lacks: {extra} (train/ has "
+                f"{classes}). Add them to train/ or remove them from {val_dir.name}/.")
         validation = index_images(val_dir, class_names=classes)
     elif validation_split:
         if not 0 < validation_split < 1:
@@ -58,7 +70,7 @@ def find_splits(data, *, validation_split: float | None = None, seed: int = 0) -
         train, validation = _split(train, validation_split, seed)
     else:
         raise TransferkitError(f"{str(root)!r} has no validation/ folder. Add one, or pass --validation-split 0.2.")
-    test = index_images(root / "test", class_names=classes) if (root / "test").is_dir() else None
+    test = index_images(root / "test", class_names=classes) if (root / "test").is_dir() and not plain else None
     return Splits(train, validation, test, classes)
 
 

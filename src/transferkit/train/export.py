@@ -3,7 +3,10 @@ format's own runtime before it counts as done."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import shutil
 import time
@@ -14,7 +17,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import TransferkitError, check_one_of
-from ..files import write_json_atomic
+from ..backend import quiet_native_stderr
+from ..files import write_json_atomic, write_text_atomic
 from .use import load_run
 
 TOLERANCE = 1e-4  # largest absolute difference in any class probability from model.keras
@@ -158,31 +162,32 @@ def export(run, *, format: str, path, check_images: int = 8) -> dict:
     if spec.suffix and path.suffix.lower() != spec.suffix:
         raise TransferkitError(f"A {format} export is a {spec.suffix} file. Received: -o {path}; use "
                                f"{path.with_suffix(spec.suffix)}.")
-    if not path.parent.is_dir():
-        raise TransferkitError(f"The folder {str(path.parent)!r} does not exist; create it or choose another -o.")
-    if not os.access(path.parent, os.W_OK):
-        raise TransferkitError(f"Cannot write to {str(path.parent)!r} (read-only); choose another -o.")
+    _check_output_folder(path)
     model, info = load_run(run)
     deployable = _deployable(model)
     tmp = path.parent / f".{path.name}.export-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise TransferkitError(f"Cannot write to the folder {str(path.parent)!r}: {exc.strerror or exc}. "
+                               "Choose another -o.") from None
     try:
         target = tmp / (path.name if spec.suffix else "model")
         x, source = _sample_images(run, info, check_images)
         expected = np.asarray(deployable(x))  # also builds the wrapper, which Keras' exporters need
         started = time.perf_counter()
         try:
-            deployable.export(str(target), format=spec.keras_format, verbose=False)
-        except Exception as exc:  # converters raise anything; the user gets one line
-            raise TransferkitError(f"Keras could not export this model to {format}: "
-                                   f"{str(exc).splitlines()[0][:300]}") from None
+            with _converter_output_hidden() as log:
+                deployable.export(str(target), format=spec.keras_format, verbose=False)
+        except Exception as exc:  # converters raise anything; the user gets their own error, whole
+            raise TransferkitError(f"Keras could not export this model to {format}: {_whole(exc)}"
+                                   + _log_hint(log, path)) from None
         seconds = time.perf_counter() - started
         try:
             got = np.asarray(spec.runner(target)(x))
         except Exception as exc:
-            raise TransferkitError(f"The {format} runtime could not run the exported model: "
-                                   f"{str(exc).splitlines()[0][:300]}") from None
+            raise TransferkitError(f"The {format} runtime could not run the exported model: {_whole(exc)}") from None
         diff = float(np.abs(got.reshape(expected.shape) - expected).max())
         if not diff <= TOLERANCE:
             raise TransferkitError(f"The {format} export differs from model.keras by {diff:.3g} (more than "
@@ -197,11 +202,62 @@ def export(run, *, format: str, path, check_images: int = 8) -> dict:
             "check": {"max_abs_difference": diff, "tolerance": TOLERANCE, "images": source, "runtime": spec.needs[0]},
             "export_seconds": round(seconds, 2), "source": str(run.resolve()),
         }
-        _move_into_place(tmp, target, path, spec)
-        write_json_atomic(path.with_name(path.name + ".json"), meta)
+        try:
+            _move_into_place(tmp, target, path, spec)
+            write_json_atomic(path.with_name(path.name + ".json"), meta)
+        except OSError as exc:
+            raise TransferkitError(f"Cannot write {path}: {exc.strerror or exc}. Choose another -o.") from None
         return meta
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_output_folder(path: Path) -> None:
+    """The export's folder must exist and be a folder; say which part of the path is wrong."""
+    parent = path.parent
+    if parent.is_dir():
+        return
+    blocker = next((p for p in [parent, *parent.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise TransferkitError(f"Cannot write {path}: {str(blocker)!r} is a file, not a folder. Choose another -o.")
+    raise TransferkitError(f"The folder {str(parent)!r} does not exist; create it or choose another -o.")
+
+
+def _whole(exc: Exception) -> str:
+    """An exception's own message, all of it, on one line."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _converter_output_hidden():
+    """Hide what converters print and log (hundreds of lines from tf2onnx and TensorFlow) while they run; the
+    captured text is yielded (as a list holding one string, filled at the end) for a failure's log file."""
+    captured: list[str] = []
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), quiet_native_stderr():
+            yield captured
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        captured.append(buffer.getvalue())
+
+
+def _log_hint(log: list[str], path: Path) -> str:
+    """Write the converter's captured output beside the export; name the file in the error message."""
+    text = log[0] if log else ""
+    if not text.strip():
+        return ""
+    try:
+        log_file = write_text_atomic(path.with_name(path.name + ".export.log"), text)
+    except OSError:
+        return ""
+    return f" (the converter's output is in {log_file})"
 
 
 def _move_into_place(tmp: Path, target: Path, path: Path, spec: ExportFormat) -> None:

@@ -25,6 +25,8 @@ def run_input_config(config: dict, source="config.json") -> InputConfig:
     if "input" in config:
         return InputConfig.from_dict(config["input"], source=str(source))
     try:
+        if "resample" not in config:  # what runs before 0.2 recorded beside input_size
+            raise KeyError("input")
         return InputConfig(config["input_size"], config.get("crop_fraction"), config.get("resample", "bilinear"),
                            config.get("preprocessing", "none"))
     except (KeyError, TransferkitError):
@@ -106,6 +108,7 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
     """Predict the class of every image; optionally write a CSV (path, predicted class, one probability per class).
 
     Args:
+        images: a folder, an image file, a CSV with a path column, or a list of these.
         tta: test-time augmentation: "none", "hflip" (average with the mirrored image), "flips" (also
             upside down and both; for images whose label survives any flip) or "dihedral" (all 8 orientations:
             the flips and 90° turns).
@@ -117,7 +120,7 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
     >>> rows, skipped = predict("runs/vgg16-finetune", "new_photos/", "predictions.csv")  # doctest: +SKIP
     """
     model, info = load_run(run_or_model, unsafe=unsafe)
-    index = index_images(images, labels="none")
+    index = _query_index(images)
     positions, probs, skipped = predict_index(model, index, info["input"], batch_size=batch_size, tta=tta)
     names = info["class_names"]
     rows = [{"path": index.paths[p], "predicted": names[int(np.argmax(pr))], "probabilities": pr.tolist()}
@@ -125,6 +128,17 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
     if output is not None:
         write_predictions(output, [r["path"] for r in rows], probs, None, names)
     return rows, skipped
+
+
+def _query_index(images):
+    """The images of a folder, file or CSV — or of several of them (each file once, in the order given)."""
+    if not isinstance(images, (list, tuple)):
+        return index_images(images, labels="none")
+    files = []
+    for item in images:
+        found = index_images(item, labels="none")
+        files += [found.absolute(i) for i in range(len(found))]
+    return index_images(list(dict.fromkeys(files)), labels="none")
 
 
 def evaluate(run_or_model, data, out_dir=None, *, batch_size: int = 32, unsafe: bool = False,

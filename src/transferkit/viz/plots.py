@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TransferkitError
+from ..files import atomic_path
 
 
 def _plt():
@@ -24,8 +25,11 @@ def _plt():
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    _plt().close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
+    finally:
+        _plt().close(fig)
     return path
 
 
