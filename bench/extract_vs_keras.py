@@ -1,4 +1,4 @@
-"""Benchmark: `transferkit.extract` against the seeds' path (Keras dataset + `model.predict`), one run, same data.
+"""Benchmark: `transferkit.extract` against plain Keras (`image_dataset_from_directory` + `model.predict`), one run, same data.
 
 Generates a folder of real-size JPEGs (500 × 375), then times end to end (model build included), features in hand:
   baseline   keras.utils.image_dataset_from_directory → preprocess_input → model.predict (VGG16 to fc2)

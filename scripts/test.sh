@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up .venv-test and runs the test suite. Extra arguments go to pytest (e.g. -m slow, -k extract).
+# Sets up .venv-test and runs the test suite. `--quick` first: the everyday tier. Other arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -17,5 +17,10 @@ fi
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 &&
     apt-get install -y -qq chromium >/dev/null 2>&1)) || echo "note: chromium not installable; the browser test will skip"
+fi
+# --quick: the everyday tier (tests not marked slow; a few minutes on 2 cores). CI runs everything.
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  set -- -m "not slow" "$@"
 fi
 exec .venv-test/bin/python -m pytest "$@"

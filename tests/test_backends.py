@@ -12,6 +12,8 @@ import transferkit as tk
 
 from conftest import HERE, randomize_batchnorm
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores; `scripts/test.sh --quick` leaves them out
+
 SCRIPT = """
 import sys, numpy as np
 import tiny_backbone; tiny_backbone.register()

@@ -1,12 +1,23 @@
 """The command line: help with examples, one-line errors, exit status, and the commands' output."""
 
+import argparse
+
 import pytest
 
-from transferkit.cli import main
+from transferkit.cli import _parser, main
 
 
-@pytest.mark.parametrize("command", ["models", "layers", "extract", "predict-imagenet", "train", "predict",
-                                     "evaluate", "demo"])
+def _commands() -> list[str]:
+    """Every command of the command table, as argparse knows them (so a new command is covered by itself)."""
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(sub.choices)
+
+
+def test_the_command_table_is_what_the_readme_lists():
+    assert len(_commands()) >= 15 and {"extract", "train", "similar", "viz", "export"} <= set(_commands())
+
+
+@pytest.mark.parametrize("command", _commands())
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -59,6 +70,7 @@ def test_layers_at_another_size_does_not_offer_a_missing_default(capsys):
     assert "Default feature layer: fc2;" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_extract_messages_count_in_words_and_join_paths_once(cli, flat_folder, tmp_path):
     (flat_folder / "notes.txt").write_text("not an image")
     (flat_folder / "broken.png").write_bytes(b"")
@@ -70,6 +82,7 @@ def test_extract_messages_count_in_words_and_join_paths_once(cli, flat_folder, t
     assert "Wrote 5 rows (unlabelled)" in r.stdout and "Skipped 1 of 6 images" in r.stderr
 
 
+@pytest.mark.slow
 def test_the_library_is_as_quiet_as_the_cli(tmp_path):
     """TensorFlow's C++ start-up lines (absl, cpu_feature_guard) stay hidden also when KERAS_BACKEND is set."""
     import os
@@ -92,3 +105,12 @@ def test_the_library_is_as_quiet_as_the_cli(tmp_path):
     r = subprocess.run([sys.executable, "-c", code.replace("import transferkit, ", "import ")], capture_output=True,
                        text=True, env=env, timeout=300)
     assert any("cpu_feature_guard" in line or "oneDNN" in line for line in r.stderr.splitlines()), r.stderr
+
+
+def test_stage_lines_count_epochs_in_the_right_number():
+    from transferkit.cli.train import describe_epochs
+
+    assert describe_epochs({"epochs": 1, "first_epoch": 2, "best_epoch": 2}) == "1 epoch (run epoch 2), kept epoch 2"
+    assert describe_epochs({"epochs": 3, "first_epoch": 4, "best_epoch": 5}) == \
+        "3 epochs (run epochs 4-6), kept epoch 5"
+    assert describe_epochs({"epochs": 0, "first_epoch": 1, "best_epoch": None}).startswith("no epochs")

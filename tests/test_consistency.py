@@ -131,6 +131,7 @@ def test_a_run_without_its_input_configuration_is_refused(tmp_path):
     assert len(rows) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["features", "frozen", "finetune"])
 def test_a_model_trained_in_bfloat16_saves_and_exports_as_float32(tmp_path, strategy):
     data = make_split_folder(tmp_path / "data", {"train": 8, "validation": 4}, ["a", "b"])
@@ -159,6 +160,7 @@ def _missing(module: str) -> bool:
     return importlib.util.find_spec(module) is None
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(tmp_path, cli):
     rng = np.random.default_rng(0)
     data = make_split_folder(tmp_path / "data", {"train": 6, "validation": 2}, ["a", "b"])
@@ -190,6 +192,7 @@ def test_bad_input_is_one_clear_line(tmp_path, cli):
     del rng
 
 
+@pytest.mark.slow
 def test_validation_split_on_a_plain_class_folder(tmp_path, cli):
     plain = make_split_folder(tmp_path / "plain", {"x": 5}, ["a", "b"]) / "x"  # x/<class>/..., no train/
     r = cli("train", plain, "--validation-split", "0.2", "--model", "tiny_test", "--weights", "none", "--epochs", "1",

@@ -17,6 +17,8 @@ from transferkit.extract.writer import read_shard_meta
 
 from conftest import HERE, make_image, make_split_folder, run_cli
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores; `scripts/test.sh --quick` leaves them out
+
 ENV = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 

@@ -2,6 +2,8 @@
 
 import pytest
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores; `scripts/test.sh --quick` leaves them out
+
 pytest.importorskip("skimage", reason="the demo needs transferkit[demo]")
 pytest.importorskip("sklearn", reason="the demo needs transferkit[demo]")
 

@@ -128,6 +128,7 @@ def test_features_any_layer_and_size(tmp_path):
     assert fs.features["block6d_add"].shape == (1, 192) and fs.features["avg_pool"].shape == (1, 1280)
 
 
+@pytest.mark.slow
 def test_predict_imagenet_cli(cli):
     r = cli("predict-imagenet", os.path.join(PHOTOS, "coffee.png"), "--top", "3")
     assert r.returncode == 0, r.stderr

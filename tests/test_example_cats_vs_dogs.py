@@ -3,9 +3,11 @@
 import zipfile
 
 import numpy as np
+import pytest
 
 from conftest import load_example, make_image
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores; `scripts/test.sh --quick` leaves them out
 
 
 def test_zip_layout_is_prepared_and_trained(tmp_path, capsys):

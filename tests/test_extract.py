@@ -50,6 +50,7 @@ def test_vgg16_block5_pool_at_150_keeps_maps(image_folder, tmp_path):
     assert fs.matrix.shape == (12, 4, 4, 512)
 
 
+@pytest.mark.slow
 def test_vgg16_fc2_matches_plain_keras(image_folder, tmp_path):
     """Fidelity: same weights → transferkit's fc2 equals keras' own model on preprocess_input(x) to 1e-5."""
     import keras
@@ -174,6 +175,7 @@ def _many_images(root, n):
     return root
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     """SIGKILL mid-run, re-run the same command: the result equals one uninterrupted run."""
     images = _many_images(tmp_path / "imgs", 240)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores; `scripts/test.sh --quick` leaves them out
+
 ROOT = Path(__file__).resolve().parents[1]
 URL = "<URL of this repository>"
 

@@ -13,6 +13,8 @@ from transferkit.errors import TransferkitError
 
 from conftest import HERE, make_image
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores; `scripts/test.sh --quick` leaves them out
+
 ray = pytest.importorskip("ray", reason="the Ray engine needs pip install 'transferkit[ray]'")
 
 COMMON = dict(model="tiny_test", layers=["block2_pool", "avg_pool"], weights="none", precision="float32",

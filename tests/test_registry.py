@@ -67,6 +67,7 @@ def test_vgg16_layer_table_params():
     assert totals150["total"] == 14_714_688
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keras_name", KERAS_NAMES)
 def test_every_entry_builds_with_its_feature_layers(keras_name):
     """Table test: default layer, block outputs and pooled aliases exist with sensible shapes."""

@@ -137,6 +137,7 @@ def test_bad_input_is_one_clear_error(tmp_path, image_folder):
         index.search(load_index(out).vectors[:1], 2)
 
 
+@pytest.mark.slow
 def test_cli_similar_duplicates_index_explore(cli, tmp_path, image_folder):
     out = tmp_path / "f"
     assert cli("extract", image_folder, "-o", out, "--model", "tiny_test", "--weights", "none", "--layer",
@@ -176,6 +177,36 @@ def test_explore_page_renders_in_a_real_browser(photo_features, tmp_path):
     assert "Nearest to astronaut.png" in dom and 'data-points="9"' in dom
     assert '<div id="errors" style="display:none"></div>' in dom
     assert "Uncaught" not in r.stderr  # no script error on the console either
+    assert "0 outliers" in dom  # nine photos, none much less like its neighbours than the others are
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                        "--dump-dom", page.as_uri() + "#duplicates"], capture_output=True, text=True, timeout=120)
+    groups = r.stdout[r.stdout.index('id="view"'):r.stdout.index('id="right"')]
+    # each thumbnail of a group has its file name and its similarity under it
+    assert "chelsea_mirror.png" in groups and "coffee_bright.jpg" in groups and 'class="note">1.000' in groups
+
+
+def test_explore_lists_only_real_outliers_in_one_pass(tmp_path, monkeypatch):
+    import sys
+
+    from transferkit.search import index as index_module
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=64)
+    vectors = np.stack([base + rng.normal(scale=0.3, size=64) for _ in range(12)]
+                       + [rng.normal(size=64)])  # twelve alike rows and one odd one
+    paths = [f"{i:02d}.png" for i in range(13)]
+    idx = index_module.SearchIndex(index_module.normalize(vectors), paths, None, [], str(tmp_path), "v", "exact")
+    module = sys.modules["transferkit.search.explore"]
+    real, calls = module.scan, []
+    monkeypatch.setattr(module, "scan", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(index_module.SearchIndex, "neighbours", lambda *a, **k: pytest.fail("a second pass"))
+    page = explore(idx, tmp_path / "e.html")
+    assert len(calls) == 1  # neighbours, near-duplicates and outliers from one pass over all pairs
+    data = json.loads(page.read_text().split("const D = ")[1].split(";\n")[0])
+    assert [paths[i] for i, _ in data["outliers"]] == ["12.png"]
+    alike = index_module.SearchIndex(idx.vectors[:12], paths[:12], None, [], str(tmp_path), "v", "exact")
+    data = json.loads(explore(alike, tmp_path / "f.html").read_text().split("const D = ")[1].split(";\n")[0])
+    assert data["outliers"] == []  # not "12 outliers listed" for 12 images
 
 
 def test_unpooled_maps_and_a_set_with_no_rows(tmp_path, image_folder):

@@ -119,6 +119,7 @@ def test_features_are_extracted_once_across_runs(train_folder, tmp_path, monkeyp
     assert calls["n"] == first  # the second run read the cache
 
 
+@pytest.mark.slow
 def test_saved_model_reloads_without_transferkit_and_predicts_the_same(train_folder, tmp_path):
     result = train(train_folder, model="tiny_test", strategy="frozen", runs_root=tmp_path / "runs", epochs=2,
                    **FAST)
@@ -163,6 +164,7 @@ def test_validation_split_and_layout_errors(train_folder, tmp_path):
         train(tmp_path, model="tiny_test", runs_root=tmp_path / "runs", **FAST)
 
 
+@pytest.mark.slow
 def test_train_cli(cli, train_folder, tmp_path):
     r = cli("train", train_folder, "--model", "tiny_test", "--weights", "none", "--epochs", "3", "--runs",
             tmp_path / "runs", "--name", "cli", "--precision", "float32", "-q")
@@ -172,6 +174,7 @@ def test_train_cli(cli, train_folder, tmp_path):
     assert r.returncode == 0 and r.stdout.count("\n") == 10
 
 
+@pytest.mark.slow
 def test_finetune_can_start_from_a_features_run(train_folder, tmp_path):
     first = train(train_folder, model="tiny_test", strategy="features", runs_root=tmp_path / "runs", name="f",
                   epochs=10, **FAST)
@@ -310,6 +313,7 @@ def test_metrics_roc_auc_and_top_k_match_scikit_learn():
     assert binary["roc_auc"] == 0.75 and binary["top_k_accuracy"] == {}
 
 
+@pytest.mark.slow
 def test_predict_and_evaluate_take_a_csv_of_path_and_label(train_folder, tmp_path, cli):
     result = train(train_folder, model="tiny_test", strategy="features", runs_root=tmp_path / "runs", epochs=5,
                    **FAST)

@@ -108,6 +108,7 @@ def test_gradcam_on_a_plain_backbone(tmp_path, flat_folder, model):
     assert_png(path)
 
 
+@pytest.mark.slow
 def test_viz_cli(cli, tmp_path):
     r = cli("viz", "filters", "tiny_test", "--layer", "block1_conv1", "--weights", "none", "-o", tmp_path / "f.png")
     assert r.returncode == 0, r.stderr
@@ -148,9 +149,19 @@ def test_gradcam_layer_folder_and_class_synonyms(tmp_path):
     assert gradcam(result.model, img)[0].shape == (8, 8)
     with pytest.raises(TransferkitError, match=r"`layer` must be one of .*block2_relu.*Received: layer='block9'"):
         gradcam(result.model, img, layer="block9")
-    # a folder: one PNG per image, named after its path; the class by a case-insensitive name
-    written = api.gradcam_images(result.run_dir, data / "validation", tmp_path / "cams", target="PATCH",
-                                 layer="block2_relu")
+    # a folder: one PNG per image, named after its path; the class by a case-insensitive name; the classifier is
+    # split once for the whole folder
+    from transferkit.viz import explain
+
+    builds = []
+    real = explain._build_split
+    explain._build_split = lambda *a: builds.append(a[1:]) or real(*a)
+    try:
+        written = api.gradcam_images(result.run_dir, data / "validation", tmp_path / "cams", target="PATCH",
+                                     layer="block2_relu")
+    finally:
+        explain._build_split = real
+    assert builds == [("block2_relu",)]
     assert len(written) == 8 and {p.name for p, _, _ in written} >= {"patch__0.png", "plain__3.png"}
     assert all(name == "patch" for _, name, _ in written)
     assert_png(written[0][0])
@@ -202,6 +213,7 @@ def test_top_losses_shows_the_least_certain_images_when_nothing_is_wrong(tmp_pat
     assert titles[-1] == "Highest-loss images (1 wrong of 5)"
 
 
+@pytest.mark.slow
 def test_viz_cli_gradcam_folder_and_filters_default(cli, tmp_path, flat_folder):
     r = cli("viz", "filters", "tiny_test", "--weights", "none", "-o", tmp_path / "f.png")
     assert r.returncode == 0, r.stderr

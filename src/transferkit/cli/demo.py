@@ -1,4 +1,4 @@
-"""`transferkit demo`: the whole mission end to end on real photos and a real data set, offline."""
+"""`transferkit demo`: features, training, pictures and search end to end on real photos and a real data set, offline."""
 
 from __future__ import annotations
 

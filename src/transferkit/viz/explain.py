@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,18 @@ def _check_layer(model, layer: str) -> None:
                                               "Grad-CAM needs a layer with a spatial (h, w, c) output."))
 
 
+_SPLITS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {layer: (feature, head)}
+
+
 def _split_classifier(model, layer: str | None = None):
+    """`_build_split`, made once per model and layer (a folder's images share it)."""
+    splits = _SPLITS.setdefault(model, {})
+    if layer not in splits:
+        splits[layer] = _build_split(model, layer)
+    return splits[layer]
+
+
+def _build_split(model, layer: str | None = None):
     """Split a classifier into (features: image -> conv maps, head: maps -> class scores).
 
     Works for transferkit's trained models (a nested backbone followed by the "head" model) and for
