@@ -71,3 +71,10 @@ def test_readme_install_lines_in_a_fresh_venv(tmp_path):
                        env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "efficientnet_lite0" in r.stdout and "vgg16" in r.stdout
+    # the HTML templates are package data: they travel with a real (non-editable) install
+    r = subprocess.run([str(python), "-c", "from transferkit.templates import render_template as r; "
+                        "print(len(r('explore.html', TITLE='t', DATA='{}')) > 1000, "
+                        "len(r('report.html', **dict.fromkeys(['TITLE', 'ACCURACY', 'MORE', 'LOSS', 'N', 'CLASSES', "
+                        "'STAGES', 'CURVES', 'PER_CLASS', 'CONFUSION', 'MISTAKES', 'EMBEDDING', 'SETTINGS'], ''))) > 500)"],
+                       cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert r.stdout.split() == ["True", "True"], r.stderr[-2000:]
