@@ -12,6 +12,7 @@ side, same epochs, batch size and validation data), as a ratio.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -66,7 +67,7 @@ def head_stage_vs_plain_keras(root: Path, model: str, size: int, epochs: int = 2
     from transferkit.train import train
 
     common = dict(model=model, strategy="features", input_size=size, weights="none", batch_size=32,
-                  learning_rate=1e-3, optimizer="adam", runs_root=root / "runs", overwrite=True)
+                  runs_root=root / "runs", overwrite=True)  # the optimizer and rate the head chooses
     train(root / "data", epochs=1, name="warm-cache", **common)  # extraction happens here, once
     r = train(root / "data", epochs=epochs, name="head", **common)
     ours = r.metrics["stages"][0]["seconds"] / r.metrics["stages"][0]["epochs"]
@@ -91,6 +92,9 @@ def main():
     from transferkit import backend
     from transferkit.train import train
 
+    flags = [f for f in backend._cpu_flags() if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")]
+    print(f"CPU flags: {' '.join(sorted(flags)) or 'none of avx2/avx512f/avx512_bf16/amx'}; {os.cpu_count()} cores; "
+          f"precision auto -> {backend.resolve_precision('auto')}")
     root = Path(tempfile.mkdtemp(prefix="tk-train-"))
     data = make_folder(root / "data", args.images, args.size)
     ours, plain = head_stage_vs_plain_keras(root, args.model, args.size)
@@ -107,7 +111,7 @@ def main():
         for precision in ("float32", "auto"):
             r = train(data, model=args.model, strategy=strategy, input_size=args.size, weights="none", epochs=1,
                       finetune_epochs=1, runs_root=root / "runs", precision=precision, overwrite=True,
-                      name=f"{strategy}-{precision}")
+                      name=f"{strategy}-{precision}", augment=False)
             ips = r.metrics["images_per_second"]
             print(f"{strategy:<10}{r.config['precision']:<11}{ips.get('stage1', float('nan')):>14.1f}"
                   f"{ips.get('stage2', float('nan')):>14.1f}")

@@ -10,12 +10,12 @@ from .backbones import BackboneSpec, build_feature_model, get_backbone, list_bac
 from .data import index_images, load_image  # noqa: E402
 from .errors import TransferkitError  # noqa: E402
 from .extract import FeatureSet, extract, load_features  # noqa: E402
-from .train import TrainConfig, evaluate, predict, train  # noqa: E402
+from .train import TrainConfig, evaluate, lr_find, predict, train  # noqa: E402
 from .train.export import export  # noqa: E402
 from . import search  # noqa: E402  (transferkit.search.similar / duplicates / outliers / explore)
 
 __all__ = [
     "BackboneSpec", "FeatureSet", "TrainConfig", "TransferkitError", "__version__", "build_feature_model",
     "evaluate", "export", "extract", "get_backbone", "index_images", "list_backbones", "load_features", "load_image",
-    "predict", "register_backbone", "search", "train",
+    "lr_find", "predict", "register_backbone", "search", "train",
 ]

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 from ..backbones.registry import HEAD_POOLINGS
 from ..errors import plural
-from ..train.config import CLASS_WEIGHTS, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
+from ..train.config import CLASS_WEIGHTS, HEAD_RECIPES, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
 from ._options import (add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
 
@@ -42,11 +42,15 @@ def register(sub):
     p.add_argument("--finetune-epochs", type=int, default=d["finetune_epochs"],
                    help="epochs of the unfrozen stage (default: --epochs)")
     add_batch_size(p, d["batch_size"])
+    flat, pooled = HEAD_RECIPES["flatten"], HEAD_RECIPES["avg"]
     p.add_argument("--learning-rate", type=float, default=d["learning_rate"],
-                   help=f"head stage (default: {d['learning_rate']:g})")
+                   help=f"head stage (default by the head: {flat.learning_rate:g} for a flattened map, "
+                        f"{pooled.learning_rate:g} for a pooled vector; `transferkit lr-find` suggests one)")
     p.add_argument("--finetune-learning-rate", type=float, default=d["finetune_learning_rate"],
-                   help=f"unfrozen stage (default: {d['finetune_learning_rate']:g})")
-    p.add_argument("--optimizer", default=d["optimizer"], choices=OPTIMIZERS, help=f"(default: {d['optimizer']})")
+                   help=f"unfrozen stage (default by the head: {flat.finetune_learning_rate:g} flattened, "
+                        f"{pooled.finetune_learning_rate:g} pooled)")
+    p.add_argument("--optimizer", default=d["optimizer"], choices=OPTIMIZERS,
+                   help=f"(default by the head: {flat.optimizer} flattened, {pooled.optimizer} pooled)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random transforms (image strategies)")
     p.add_argument("--hidden", type=int, default=d["hidden"],
                    help=f"units of the head's hidden layer, 0: none (default: {d['hidden']})")
@@ -86,6 +90,7 @@ def run(args) -> int:
 
     options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     config = TrainConfig(**options)
+    print(config.resolved().describe_optimizer(config), flush=True)
     result = train(args.data, config, runs_root=args.runs, name=args.name, overwrite=args.overwrite,
                    resume=args.resume, quiet=args.quiet)
     m = result.metrics

@@ -2,10 +2,11 @@
 
 from .config import TrainConfig
 from .heads import build_head, fit_head
+from .lr_find import LRFinderResult, lr_find
 from .model import Augmentation
 from .run_folder import read_history_csv
 from .strategies import STRATEGIES, TrainResult, train
 from .use import evaluate, load_run, predict
 
-__all__ = ["Augmentation", "STRATEGIES", "TrainConfig", "TrainResult", "build_head", "evaluate", "fit_head",
-           "load_run", "predict", "read_history_csv", "train"]
+__all__ = ["Augmentation", "LRFinderResult", "STRATEGIES", "TrainConfig", "TrainResult", "build_head", "evaluate",
+           "fit_head", "load_run", "lr_find", "predict", "read_history_csv", "train"]

@@ -20,6 +20,27 @@ SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
+class HeadRecipe:
+    """The optimizer and learning rates a head of one kind trains well with, when the user sets none."""
+
+    optimizer: str
+    learning_rate: float  # the head stage
+    finetune_learning_rate: float  # the unfrozen stage (head and top blocks together)
+    why: str
+
+
+# Chosen by how the head sees the base (the registry's `head_pooling`, or --pooling). Measured with
+# `python bench/defaults.py` (docs/performance.md, "Training defaults"): a flattened VGG16 map is 8,192 inputs,
+# where the cats-vs-dogs tutorial's RMSprop 2e-5 works; a pooled 1,280-d vector needs 50× larger steps, the
+# Adam 1e-3 of Keras' transfer-learning guide and fastai (RMSprop 2e-5 there: 32.5 % on digits after 15 epochs).
+HEAD_RECIPES = {
+    "flatten": HeadRecipe("rmsprop", 2e-5, 1e-5, "the cats-vs-dogs tutorial's, for a flattened map"),
+    "avg": HeadRecipe("adam", 1e-3, 1e-4, "Keras' transfer-learning guide's and fastai's, for a pooled vector"),
+    "max": HeadRecipe("adam", 1e-3, 1e-4, "Keras' transfer-learning guide's and fastai's, for a pooled vector"),
+}
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The settings of one training run (the `transferkit train` options).
 
@@ -32,8 +53,10 @@ class TrainConfig:
             points on ELPV's 4 classes, docs/elpv.md) or a fraction in (0, 1].
         strategy: "features", "frozen" or "finetune" (see `train`).
         epochs: epochs of the head stage; `finetune_epochs` (default `epochs`) of the unfrozen stage.
-        batch_size, learning_rate, optimizer: head-stage training (tutorial defaults: 20, 2e-5, RMSprop).
-        finetune_learning_rate: the unfrozen stage's learning rate.
+        batch_size: images per step.
+        learning_rate, optimizer: the head stage's; default chosen by the head (`HEAD_RECIPES`): RMSprop 2e-5
+            for a flattened map (VGG, as the tutorial), Adam 1e-3 for a pooled vector (every other backbone).
+        finetune_learning_rate: the unfrozen stage's; default by the head too (1e-5 flattened, 1e-4 pooled).
         augment / augmentation: image strategies' random transforms (never applied to validation data).
         hidden, dropout: the dense head.
         layer: the base's layer the head sits on (default: the end of the convolutional base).
@@ -65,9 +88,9 @@ class TrainConfig:
     epochs: int = 30
     finetune_epochs: int | None = None
     batch_size: int = 20
-    learning_rate: float = 2e-5
-    finetune_learning_rate: float = 1e-5
-    optimizer: str = "rmsprop"
+    learning_rate: float | None = None
+    finetune_learning_rate: float | None = None
+    optimizer: str | None = None
     augment: bool = True
     augmentation: Augmentation | None = field(default_factory=Augmentation)
     hidden: int = 256
@@ -110,12 +133,18 @@ class TrainConfig:
         weights = normalize_weights(self.weights)
         size = check_input_size(spec, self.input_size, include_top=False, weights=weights)
         uses_augmentation = self.augment and self.strategy != "features"  # also the unfrozen stage of init_from
+        pooling = self.pooling or spec.head_pooling
+        recipe = HEAD_RECIPES[pooling]
         return dataclasses.replace(
             self, data=str(Path(os.path.expanduser(str(self.data))).resolve()), model=spec.name, input_size=size,
             crop=self.crop if self.crop in CROPS else float(self.crop),
             weights=weights or "none", finetune_epochs=self.finetune_epochs or self.epochs,
             augmentation=(self.augmentation or Augmentation()) if uses_augmentation else None,
-            class_weight=self.class_weight or "none", pooling=self.pooling or spec.head_pooling,
+            class_weight=self.class_weight or "none", pooling=pooling,
+            optimizer=self.optimizer or recipe.optimizer,
+            learning_rate=recipe.learning_rate if self.learning_rate is None else self.learning_rate,
+            finetune_learning_rate=(recipe.finetune_learning_rate if self.finetune_learning_rate is None
+                                    else self.finetune_learning_rate),
             init_from=str(Path(self.init_from).resolve()) if self.init_from is not None else None,
             precision=backend.resolve_precision(self.precision, spec.cpu_bfloat16))
 
@@ -123,7 +152,8 @@ class TrainConfig:
         """Raise `TransferkitError` naming the first setting that cannot work."""
         check_one_of("strategy", self.strategy, STRATEGIES)
         with_crop(get_backbone(self.model), self.crop)
-        check_one_of("optimizer", self.optimizer, OPTIMIZERS)
+        if self.optimizer is not None:
+            check_one_of("optimizer", self.optimizer, OPTIMIZERS)
         check_one_of("schedule", self.schedule, SCHEDULES)
         check_one_of("class_weight", self.class_weight or "none", CLASS_WEIGHTS)
         if self.pooling is not None:
@@ -138,7 +168,8 @@ class TrainConfig:
             raise TransferkitError(f"`hidden` must be an integer >= 0 (0: no hidden layer). Received: "
                                    f"hidden={self.hidden!r}")
         for arg in ("learning_rate", "finetune_learning_rate"):
-            _check_number(arg, getattr(self, arg), 0, 10, "a number above 0 (typically 1e-5 to 1e-2)")
+            if getattr(self, arg) is not None:
+                _check_number(arg, getattr(self, arg), 0, 10, "a number above 0 (typically 1e-5 to 1e-2)")
         _check_number("dropout", self.dropout, 0, 1, "a fraction from 0 to below 1", zero_ok=True)
         if self.validation_split is not None:
             _check_number("validation_split", self.validation_split, 0, 1, "between 0 and 1 (e.g. 0.2)")
@@ -151,6 +182,18 @@ class TrainConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def describe_optimizer(self, given: "TrainConfig | None" = None) -> str:
+        """One line for the start of a run: the optimizer and rates of a resolved config, and whether they are
+        the head's defaults or the user's (`given`: the config as the user set it)."""
+        recipe = HEAD_RECIPES[self.pooling]
+        chosen = given is None or (given.optimizer is None and given.learning_rate is None)
+        line = f"head stage: {self.optimizer} at learning rate {self.learning_rate:g}"
+        if self.strategy == "finetune":
+            line += f"; unfrozen stage at {self.finetune_learning_rate:g}"
+        if chosen:
+            line += f" ({recipe.why}, chosen for the {self.pooling} head; --learning-rate/--optimizer to change)"
+        return line
 
 
 def _check_number(arg: str, value, low: float, high: float, what: str, zero_ok: bool = False) -> None:

@@ -99,9 +99,12 @@ def build_classifier(spec: BackboneSpec, n_classes: int, *, input_size: int, wei
         x = layer(x)
     x = preprocessing_layer(spec)(x)
     x = base(x, training=False)  # BatchNorm in inference mode, also when the base is unfrozen later
-    with backend.dtype_policy(precision):  # the outer model too: compile() adds loss scaling for float16
-        head = build_head(tuple(base.output.shape[1:]), n_classes, hidden=hidden, dropout=dropout,
-                          pooling=pooling or spec.head_pooling)
+    # the head computes in float32 whatever the base does: a small dense head gains nothing from bfloat16
+    # (bench/train_speed.py) and its outputs and losses are exact; the outer model takes the precision's policy
+    # (compile() adds loss scaling for float16)
+    head = build_head(tuple(base.output.shape[1:]), n_classes, hidden=hidden, dropout=dropout,
+                      pooling=pooling or spec.head_pooling)
+    with backend.dtype_policy(precision):
         outputs = head(x)
         return keras.Model(inputs, outputs, name=f"{spec.name}_classifier"), base
 

@@ -132,27 +132,34 @@ def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int) -
     job.run.load_best(job.clf, number)
 
 
-def fit_head_on_features(job: Job, number: int) -> None:
-    """`model.fit` of the head alone on the base's output for exactly the images of each split."""
-    import keras
-
+def split_features(job: Job, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) of a split: the base's output, pooled as the head pools (Flatten and "flatten" share
+    the h, w, c order), extracted once for exactly that split's images and cached across runs."""
     from ..extract import extract
 
-    cfg, n_classes = job.cfg, len(job.splits.class_names)
+    cfg, index = job.cfg, getattr(job.splits, split)
     layer = job.base.layers[-1].name
-    arrays = {}
-    for split in ("train", "validation"):
-        index = getattr(job.splits, split)
-        # pooled as the head pools (Flatten and "flatten" share the h, w, c order), so only the core trains here
-        job.feature_cache[split] = str(feature_cache_dir(job.runs_root, cfg, layer, index).resolve())
-        fs = extract(index, job.feature_cache[split], model=job.spec.name, layers=layer, pooling=cfg.pooling,
-                     input_config=job.input, weights=cfg.weights, precision=cfg.precision, batch_size=32,
-                     quiet=job.quiet)
-        arrays[split] = (fs.matrix, fs.labels.astype("float32" if n_classes == 2 else "int32"))
+    job.feature_cache[split] = str(feature_cache_dir(job.runs_root, cfg, layer, index).resolve())
+    fs = extract(index, job.feature_cache[split], model=job.spec.name, layers=layer, pooling=cfg.pooling,
+                 input_config=job.input, weights=cfg.weights, precision=cfg.precision, batch_size=32, quiet=job.quiet)
+    return fs.matrix, fs.labels.astype("float32" if len(job.splits.class_names) == 2 else "int32")
+
+
+def head_trainer(job: Job):
+    """The head's core as a model of its own (sharing the core's layers): it holds the optimizer, so none is saved
+    inside model.keras, and it trains on cached feature vectors."""
+    import keras
+
     core = job.clf.get_layer("head").get_layer("head_core")
-    # a wrapper sharing the core's layers holds the optimizer, so none is saved inside model.keras
-    trainer = compile_classifier(keras.Model(core.inputs, core.outputs, name="head_trainer"), n_classes,
-                                 learning_rate=cfg.learning_rate, optimizer=cfg.optimizer)
+    return keras.Model(core.inputs, core.outputs, name="head_trainer")
+
+
+def fit_head_on_features(job: Job, number: int) -> None:
+    """`model.fit` of the head alone on the base's output for exactly the images of each split."""
+    cfg, n_classes = job.cfg, len(job.splits.class_names)
+    arrays = {split: split_features(job, split) for split in ("train", "validation")}
+    trainer = compile_classifier(head_trainer(job), n_classes, learning_rate=cfg.learning_rate,
+                                 optimizer=cfg.optimizer)
     train_ds = array_dataset(*arrays["train"], batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
                              epoch=job.run.epochs_done(number))
     trainer.fit(train_ds, validation_data=arrays["validation"], epochs=cfg.epochs, class_weight=job.class_weight,

@@ -213,3 +213,24 @@ def plot_top_losses(probs: np.ndarray, labels: np.ndarray, paths: list[str], roo
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_lr_find(learning_rates, losses, smoothed, suggestion: float, path, title: str = "Learning-rate finder") -> Path:
+    """Loss against learning rate (log scale): each step faint, the smoothed curve solid, the suggestion marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(learning_rates, losses, color="#90a4ae", linewidth=0.8, label="loss per step")
+    ax.plot(learning_rates, smoothed, color="#1565c0", linewidth=2, label="smoothed")
+    at = int(np.argmin(np.abs(np.log(np.asarray(learning_rates)) - np.log(suggestion))))
+    ax.plot([suggestion], [smoothed[at]], "o", color="#e65100", markersize=9,
+            label=f"suggested learning rate {suggestion:.2g}")
+    ax.set_xscale("log")
+    low, high = min(smoothed), max(smoothed[: max(3, len(smoothed) * 9 // 10)])
+    ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.15 * (high - low + 1e-9))
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
