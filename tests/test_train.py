@@ -387,3 +387,26 @@ def test_cosine_schedule_follows_the_epoch_number(train_folder, tmp_path):
     assert len(rows) == 5 and all(len(r) == len(rows[0]) for r in rows)
     with pytest.raises(TransferkitError, match=r"`schedule` must be one of \['constant', 'cosine'\]"):
         train(train_folder, model="tiny_test", schedule="cosin", runs_root=tmp_path / "runs", **FAST)
+
+
+def test_mixup_blends_batches_reproducibly_and_label_smoothing_trains(tmp_path):
+    from transferkit.train.data import array_dataset, mixup, targets
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 4)).astype("float32"), targets(np.arange(8) % 3, 3, onehot=True)
+    mx, my = mixup(x, y, 0.4, np.random.default_rng(5))
+    assert np.allclose(my.sum(axis=1), 1) and not np.allclose(my, y)  # mixed, still distributions over classes
+    assert not np.allclose(mx, x) and mx.dtype == x.dtype
+    a = array_dataset(x, y, batch_size=4, shuffle=True, seed=1, mix=0.4)
+    b = array_dataset(x, y, batch_size=4, shuffle=True, seed=1, mix=0.4, epoch=0)
+    assert np.array_equal(a[1][0], b[1][0])  # a function of (seed, epoch, batch): a resumed run mixes the same
+    assert not np.array_equal(a[1][0], array_dataset(x, y, batch_size=4, shuffle=True, seed=1)[1][0])
+    data = make_split_folder(tmp_path / "data", {"train": 10, "validation": 4}, ["a", "b", "c"])
+    for strategy in ("features", "frozen"):
+        r = train(data, model="tiny_test", weights="none", strategy=strategy, epochs=6, batch_size=6,
+                  label_smoothing=0.1, mixup=0.3, learning_rate=1e-2, precision="float32", augment=False,
+                  runs_root=tmp_path / "runs", name=strategy)
+        assert r.config["label_smoothing"] == 0.1 and r.config["mixup"] == 0.3
+        assert r.metrics["accuracy"] >= 0.75, (strategy, r.metrics["accuracy"])
+    with pytest.raises(TransferkitError, match="`mixup` must be"):
+        train(data, model="tiny_test", weights="none", mixup=-1, runs_root=tmp_path / "runs")

@@ -64,6 +64,11 @@ def register(sub):
     p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,
                    help=f"each stage's learning rate: constant, or cosine decay over its epochs (default: "
                         f"{d['schedule']})")
+    p.add_argument("--label-smoothing", type=float, default=d["label_smoothing"], metavar="EPS",
+                   help=f"move targets EPS towards uniform, e.g. 0.1 (default: {d['label_smoothing']:g}, off)")
+    p.add_argument("--mixup", type=float, default=d["mixup"], metavar="ALPHA",
+                   help=f"blend training examples pairwise, lambda ~ Beta(ALPHA, ALPHA), e.g. 0.2 (default: "
+                        f"{d['mixup']:g}, off)")
     p.add_argument("--class-weight", default=d["class_weight"], choices=CLASS_WEIGHTS,
                    help=f"balanced: weight classes by inverse frequency, for imbalanced folders (default: "
                         f"{d['class_weight']})")

@@ -65,6 +65,9 @@ class TrainConfig:
         patience: stop after this many epochs without a better validation score (best weights kept).
         schedule: each stage's learning rate: "constant", or "cosine" (from the stage's rate down towards 0
             over its epochs, following the epoch number, so `--resume` continues the curve).
+        label_smoothing: ε in [0, 1): targets move ε towards uniform (0: off).
+        mixup: α > 0 blends each training example with another of its batch, λ ~ Beta(α, α) (0: off; 0.2–0.4
+            are usual). Validation data is never mixed. Neither is a default: not yet measured on ELPV.
         class_weight: "balanced" weights classes by inverse frequency; "none".
         validation_split: without a validation/ folder, hold out this stratified, seeded fraction of train/.
         unfreeze_blocks / unfreeze_from: what "finetune" unfreezes (default: the registry's top block(s)).
@@ -99,6 +102,8 @@ class TrainConfig:
     pooling: str | None = None
     patience: int | None = None
     schedule: str = "constant"
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
     class_weight: str = "none"
     validation_split: float | None = None
     unfreeze_blocks: int | None = None
@@ -171,6 +176,10 @@ class TrainConfig:
             if getattr(self, arg) is not None:
                 _check_number(arg, getattr(self, arg), 0, 10, "a number above 0 (typically 1e-5 to 1e-2)")
         _check_number("dropout", self.dropout, 0, 1, "a fraction from 0 to below 1", zero_ok=True)
+        _check_number("label_smoothing", self.label_smoothing, 0, 1, "a fraction from 0 to below 1 (e.g. 0.1)",
+                      zero_ok=True)
+        _check_number("mixup", self.mixup, 0, 100, "the Beta distribution's α, 0 (off) or above (e.g. 0.2)",
+                      zero_ok=True)
         if self.validation_split is not None:
             _check_number("validation_split", self.validation_split, 0, 1, "between 0 and 1 (e.g. 0.2)")
         if self.precision == "int8" and self.strategy != "features":

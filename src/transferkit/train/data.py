@@ -119,8 +119,25 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarr
     return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
 
 
-def _batches(n: int, load, *, batch_size: int, shuffle: bool, seed: int, epoch: int):
-    """A `keras.utils.PyDataset` over rows 0..n-1 in `epoch_order`, each batch made by `load(rows)`."""
+def targets(labels: np.ndarray, n_classes: int, onehot: bool = False) -> np.ndarray:
+    """Training targets: float 0/1 for two classes (one sigmoid unit); class indices, or one-hot rows when the loss
+    needs them (label smoothing or mixup with more than two classes)."""
+    if n_classes == 2:
+        return labels.astype("float32")
+    return np.eye(n_classes, dtype="float32")[labels] if onehot else labels.astype("int32")
+
+
+def mixup(x: np.ndarray, y: np.ndarray, alpha: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """mixup (Zhang et al., ICLR 2018): each example blended with another of its batch, λ ~ Beta(α, α) per batch,
+    inputs and targets alike (targets must be floats: 0/1 or one-hot)."""
+    lam = float(rng.beta(alpha, alpha))
+    other = rng.permutation(len(x))
+    return (lam * x + (1 - lam) * x[other]).astype(x.dtype), (lam * y + (1 - lam) * y[other]).astype("float32")
+
+
+def _batches(n: int, load, *, batch_size: int, shuffle: bool, seed: int, epoch: int, mix: float = 0.0):
+    """A `keras.utils.PyDataset` over rows 0..n-1 in `epoch_order`, each batch made by `load(rows)` (and mixed up
+    with α = `mix` when above 0, by a random state of (seed, epoch, batch) alone)."""
     import keras
 
     class Batches(keras.utils.PyDataset):
@@ -133,7 +150,10 @@ def _batches(n: int, load, *, batch_size: int, shuffle: bool, seed: int, epoch: 
             return math.ceil(n / batch_size)
 
         def __getitem__(self, i):
-            return load(self.order[i * batch_size:(i + 1) * batch_size])
+            x, y = load(self.order[i * batch_size:(i + 1) * batch_size])
+            if mix > 0:
+                x, y = mixup(x, y, mix, np.random.default_rng([seed, self.epoch, i, 1]))
+            return x, y
 
         def on_epoch_end(self):
             self.epoch += 1
@@ -143,20 +163,22 @@ def _batches(n: int, load, *, batch_size: int, shuffle: bool, seed: int, epoch: 
 
 
 def make_dataset(index: ImageIndex, input_config: InputConfig, *, batch_size: int, shuffle: bool, seed: int = 0,
-                 binary: bool = True, workers: int = 4, epoch: int = 0):
-    """A `keras.utils.PyDataset` of (float32 images in [0, 255], labels), decoded by a thread pool as
-    `input_config` says; `epoch` is the epoch its first pass serves (a resumed stage's next epoch)."""
+                 onehot: bool = False, mix: float = 0.0, workers: int = 4, epoch: int = 0):
+    """A `keras.utils.PyDataset` of (float32 images in [0, 255], `targets`), decoded by a thread pool as
+    `input_config` says; `epoch` is the epoch its first pass serves (a resumed stage's next epoch); `mix` > 0
+    applies `mixup` with that α."""
     pool = ThreadPoolExecutor(workers, thread_name_prefix="transferkit-train")
+    n_classes = len(index.class_names)
 
     def load(rows):
         images = list(pool.map(lambda r: input_config.load(index.absolute(r)), rows))
-        y = index.labels[rows]
-        return np.stack(images).astype("float32"), (y.astype("float32") if binary else y.astype("int32"))
+        return np.stack(images).astype("float32"), targets(index.labels[rows], n_classes, onehot)
 
-    return _batches(len(index), load, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+    return _batches(len(index), load, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch, mix=mix)
 
 
-def array_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0):
+def array_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
+                  mix: float = 0.0):
     """(x, y) arrays as a `keras.utils.PyDataset` in `epoch_order` (for resumable, reproducible head training)."""
     return _batches(len(x), lambda rows: (x[rows], y[rows]), batch_size=batch_size, shuffle=shuffle, seed=seed,
-                    epoch=epoch)
+                    epoch=epoch, mix=mix)

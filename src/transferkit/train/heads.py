@@ -61,16 +61,24 @@ def _head_core(width: int, n_classes: int, *, hidden: int, dropout: float, name:
     return keras.Model(inputs, out, name=name)
 
 
-def compile_classifier(model, n_classes: int, *, learning_rate: float = 1e-3, optimizer: str = "adam"):
-    """Compile with the loss and accuracy metric matching the head's output (binary or categorical)."""
+def compile_classifier(model, n_classes: int, *, learning_rate: float = 1e-3, optimizer: str = "adam",
+                       label_smoothing: float = 0.0, onehot: bool = False):
+    """Compile with the loss and accuracy metric matching the head's output and targets: one sigmoid unit and
+    0/1 targets for two classes; softmax with class indices, or with one-hot targets (`onehot`, as label smoothing
+    and mixup need them) for more. `label_smoothing` ε moves targets ε towards uniform (Szegedy et al. 2016)."""
     import keras
 
     opt = keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}})
-    binary = n_classes == 2
-    model.compile(optimizer=opt,
-                  loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
-                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy") if binary
-                           else keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    if n_classes == 2:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+        metric = keras.metrics.BinaryAccuracy(name="accuracy")
+    elif onehot or label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=opt, loss=loss, metrics=[metric])
     return model
 
 

@@ -19,7 +19,7 @@ from ..data.input_config import InputConfig
 from ..errors import TransferkitError
 from ..files import atomic_path, write_json_atomic
 from .config import STRATEGIES, TrainConfig
-from .data import Splits, array_dataset, drop_unreadable, find_splits, make_dataset
+from .data import Splits, array_dataset, drop_unreadable, find_splits, make_dataset, targets
 from .heads import compile_classifier
 from .model import build_classifier, export_model, unfreeze_top
 from .report import write_report
@@ -56,6 +56,11 @@ class Job:
     quiet: bool = True
     stages: list = field(default_factory=list)
     feature_cache: dict = field(default_factory=dict)  # split -> folder, for the report's embedding map
+
+    @property
+    def onehot(self) -> bool:
+        """Whether targets are one-hot rows: more than two classes with label smoothing or mixup."""
+        return len(self.splits.class_names) > 2 and bool(self.cfg.label_smoothing or self.cfg.mixup)
 
     @property
     def input(self) -> InputConfig:
@@ -120,9 +125,10 @@ def cosine_schedule(learning_rate: float, epochs: int):
 def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int) -> None:
     """`model.fit` of the whole classifier on decoded images (only its trainable layers move)."""
     cfg, n_classes = job.cfg, len(job.splits.class_names)
-    compile_classifier(job.clf, n_classes, learning_rate=learning_rate, optimizer=cfg.optimizer)
-    common = dict(binary=n_classes == 2, batch_size=cfg.batch_size)
-    train_ds = make_dataset(job.splits.train, job.input, shuffle=True, seed=cfg.seed,
+    compile_classifier(job.clf, n_classes, learning_rate=learning_rate, optimizer=cfg.optimizer,
+                       label_smoothing=cfg.label_smoothing, onehot=job.onehot)
+    common = dict(onehot=job.onehot, batch_size=cfg.batch_size)
+    train_ds = make_dataset(job.splits.train, job.input, shuffle=True, seed=cfg.seed, mix=cfg.mixup,
                             epoch=job.run.epochs_done(number), **common)
     val_ds = make_dataset(job.splits.validation, job.input, shuffle=False, **common)
     # shuffle=False: the dataset orders each epoch itself (`epoch_order`); Keras would shuffle its batches with
@@ -142,7 +148,7 @@ def split_features(job: Job, split: str) -> tuple[np.ndarray, np.ndarray]:
     job.feature_cache[split] = str(feature_cache_dir(job.runs_root, cfg, layer, index).resolve())
     fs = extract(index, job.feature_cache[split], model=job.spec.name, layers=layer, pooling=cfg.pooling,
                  input_config=job.input, weights=cfg.weights, precision=cfg.precision, batch_size=32, quiet=job.quiet)
-    return fs.matrix, fs.labels.astype("float32" if len(job.splits.class_names) == 2 else "int32")
+    return fs.matrix, targets(fs.labels, len(job.splits.class_names), job.onehot)
 
 
 def head_trainer(job: Job):
@@ -159,9 +165,9 @@ def fit_head_on_features(job: Job, number: int) -> None:
     cfg, n_classes = job.cfg, len(job.splits.class_names)
     arrays = {split: split_features(job, split) for split in ("train", "validation")}
     trainer = compile_classifier(head_trainer(job), n_classes, learning_rate=cfg.learning_rate,
-                                 optimizer=cfg.optimizer)
+                                 optimizer=cfg.optimizer, label_smoothing=cfg.label_smoothing, onehot=job.onehot)
     train_ds = array_dataset(*arrays["train"], batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
-                             epoch=job.run.epochs_done(number))
+                             epoch=job.run.epochs_done(number), mix=cfg.mixup)
     trainer.fit(train_ds, validation_data=arrays["validation"], epochs=cfg.epochs, class_weight=job.class_weight,
                 shuffle=False,
                 callbacks=job.callbacks(number, cfg.learning_rate, cfg.epochs), verbose=0 if job.quiet else 2)
