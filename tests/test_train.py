@@ -385,7 +385,7 @@ def test_cosine_schedule_follows_the_epoch_number(train_folder, tmp_path):
     with open(result.run_dir / "history.csv") as f:  # the schedule adds no column to the appended history
         rows = list(csv.reader(f))
     assert len(rows) == 5 and all(len(r) == len(rows[0]) for r in rows)
-    with pytest.raises(TransferkitError, match=r"`schedule` must be one of \['constant', 'cosine'\]"):
+    with pytest.raises(TransferkitError, match=r"`schedule` must be one of \['constant', 'cosine', 'onecycle'\]"):
         train(train_folder, model="tiny_test", schedule="cosin", runs_root=tmp_path / "runs", **FAST)
 
 
@@ -410,3 +410,18 @@ def test_mixup_blends_batches_reproducibly_and_label_smoothing_trains(tmp_path):
         assert r.metrics["accuracy"] >= 0.75, (strategy, r.metrics["accuracy"])
     with pytest.raises(TransferkitError, match="`mixup` must be"):
         train(data, model="tiny_test", weights="none", mixup=-1, runs_root=tmp_path / "runs")
+
+
+def test_one_cycle_warms_up_then_anneals_and_follows_the_step(tmp_path):
+    from transferkit.train.strategies import one_cycle_rate
+
+    assert one_cycle_rate(1e-3, 0.0) == pytest.approx(1e-3 / 25)
+    assert one_cycle_rate(1e-3, 0.25) == pytest.approx(1e-3)
+    assert one_cycle_rate(1e-3, 1.0) == pytest.approx(1e-3 / 1e5)
+    rising = [one_cycle_rate(1.0, p) for p in np.linspace(0, 0.25, 6)]
+    falling = [one_cycle_rate(1.0, p) for p in np.linspace(0.25, 1, 6)]
+    assert rising == sorted(rising) and falling == sorted(falling, reverse=True)
+    data = make_split_folder(tmp_path / "data", {"train": 10, "validation": 4}, ["a", "b"])
+    r = train(data, model="tiny_test", weights="none", strategy="features", epochs=6, batch_size=4,
+              schedule="onecycle", learning_rate=1e-2, precision="float32", runs_root=tmp_path / "runs")
+    assert r.config["schedule"] == "onecycle" and r.metrics["accuracy"] >= 0.75

@@ -62,8 +62,8 @@ def register(sub):
                         "tutorial, avg for the others)")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience, restoring the best weights")
     p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES,
-                   help=f"each stage's learning rate: constant, or cosine decay over its epochs (default: "
-                        f"{d['schedule']})")
+                   help=f"each stage's learning rate: constant, cosine decay over its epochs, or onecycle (warm-up "
+                        f"over the first quarter, then cosine down; per step) (default: {d['schedule']})")
     p.add_argument("--label-smoothing", type=float, default=d["label_smoothing"], metavar="EPS",
                    help=f"move targets EPS towards uniform, e.g. 0.1 (default: {d['label_smoothing']:g}, off)")
     p.add_argument("--mixup", type=float, default=d["mixup"], metavar="ALPHA",

@@ -16,7 +16,7 @@ from .model import Augmentation
 STRATEGIES = ("features", "frozen", "finetune")
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 CLASS_WEIGHTS = ("none", "balanced")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,10 @@ class TrainConfig:
         pooling: how the head turns that map into a vector: "flatten", "avg" or "max" (default: the
             registry's choice per backbone — flatten for VGG as in the tutorial, avg for the others).
         patience: stop after this many epochs without a better validation score (best weights kept).
-        schedule: each stage's learning rate: "constant", or "cosine" (from the stage's rate down towards 0
-            over its epochs, following the epoch number, so `--resume` continues the curve).
+        schedule: each stage's learning rate: "constant"; "cosine" (from the stage's rate down towards 0 over
+            its epochs, following the epoch number, so `--resume` continues the curve); or "onecycle" (every
+            step: up from rate/25 to the rate over the first quarter of the stage, then down to rate/1e5, as
+            fastai's `fit_one_cycle`; not yet measured on ELPV, so not a default).
         label_smoothing: ε in [0, 1): targets move ε towards uniform (0: off).
         mixup: α > 0 blends each training example with another of its batch, λ ~ Beta(α, α) (0: off; 0.2–0.4
             are usual). Validation data is never mixed. Neither is a default: not yet measured on ELPV.

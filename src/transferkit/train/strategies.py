@@ -74,7 +74,8 @@ class Job:
 
     def callbacks(self, number: int, learning_rate: float, epochs: int) -> list:
         """The run folder's callbacks of stage `number`, plus the learning-rate schedule."""
-        extra = [cosine_schedule(learning_rate, epochs)] if self.cfg.schedule == "cosine" else []
+        schedules = {"cosine": cosine_schedule, "onecycle": one_cycle_schedule}
+        extra = [schedules[self.cfg.schedule](learning_rate, epochs)] if self.cfg.schedule in schedules else []
         return self.run.callbacks(number, patience=self.cfg.patience) + extra
 
 
@@ -120,6 +121,34 @@ def cosine_schedule(learning_rate: float, epochs: int):
             self.model.optimizer.learning_rate.assign(learning_rate * (1 + math.cos(math.pi * epoch / epochs)) / 2)
 
     return CosineEpochs()
+
+
+def one_cycle_rate(learning_rate: float, progress: float, warm_up: float = 0.25, start_div: float = 25.0,
+                   final_div: float = 1e5) -> float:
+    """The one-cycle rate (Smith 2018, fastai's `fit_one_cycle` defaults) at `progress` in [0, 1] of a stage:
+    up from rate/25 to the rate over the first quarter (cosine-shaped), then down to rate/1e5 (cosine)."""
+    if progress < warm_up:
+        low, high, t = learning_rate / start_div, learning_rate, progress / warm_up
+    else:
+        low, high, t = learning_rate / final_div, learning_rate, 1 - (progress - warm_up) / (1 - warm_up)
+    return low + (high - low) * (1 - math.cos(math.pi * t)) / 2
+
+
+def one_cycle_schedule(learning_rate: float, epochs: int):
+    """A callback setting every step's rate by `one_cycle_rate` of the stage's progress, which is a function of
+    (epoch, step) alone, so `--resume` continues the cycle where it was."""
+    import keras
+
+    class OneCycle(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            steps = max(1, int(self.params.get("steps") or 1))
+            progress = (self.epoch * steps + batch) / max(1, epochs * steps - 1)
+            self.model.optimizer.learning_rate.assign(one_cycle_rate(learning_rate, min(1.0, progress)))
+
+    return OneCycle()
 
 
 def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int) -> None:
