@@ -425,3 +425,34 @@ def test_one_cycle_warms_up_then_anneals_and_follows_the_step(tmp_path):
     r = train(data, model="tiny_test", weights="none", strategy="features", epochs=6, batch_size=4,
               schedule="onecycle", learning_rate=1e-2, precision="float32", runs_root=tmp_path / "runs")
     assert r.config["schedule"] == "onecycle" and r.metrics["accuracy"] >= 0.75
+
+
+def test_discriminative_rates_scale_each_block_and_the_optimizer_applies_them():
+    import keras
+
+    from transferkit.backbones.build import build_model
+    from transferkit.train.heads import make_optimizer
+    from transferkit.train.model import block_rate_factors, unfreeze_top
+
+    spec = tk.get_backbone("vgg16")
+    base = build_model(spec, weights="none", input_size=32)
+    unfrozen = unfreeze_top(base, spec, blocks=3)
+    factors = block_rate_factors(base, spec, unfrozen, 100.0)
+    by_layer = {path.split("/")[-2]: f for path, f in factors.items()}
+    assert by_layer["block5_conv3"] == 1.0 and by_layer["block5_conv1"] == 1.0
+    assert by_layer["block4_conv1"] == pytest.approx(0.1) and by_layer["block3_conv1"] == pytest.approx(0.01)
+    assert "block2_conv1" not in by_layer and block_rate_factors(base, spec, unfrozen, 1.0) == {}
+    # the optimizer trains each variable at rate x factor (SGD: the update is exactly rate x factor x gradient)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False, name="low"),
+                              keras.layers.Dense(1, use_bias=False, name="top")])
+    for optimizer in ("sgd", "adam"):
+        model.get_layer("low").kernel.assign(np.ones((2, 1)))
+        model.get_layer("top").kernel.assign(np.ones((1, 1)))
+        model.compile(make_optimizer(optimizer, 1.0 if optimizer == "sgd" else 0.1,
+                                     {model.get_layer("low").kernel.path: 0.1}), "mse")
+        model.train_on_batch(np.array([[1.0, 0.0]], "float32"), np.zeros((1, 1), "float32"))
+        low, top = model.get_layer("low").kernel.numpy()[0, 0], model.get_layer("top").kernel.numpy()[0, 0]
+        if optimizer == "sgd":  # gradient 2 for both: 1 - 2 x 0.1 and 1 - 2
+            assert low == pytest.approx(0.8) and top == pytest.approx(-1.0)
+        else:  # Adam's first step moves each weight by its rate: 0.01 and 0.1
+            assert 1 - low == pytest.approx(0.01, rel=1e-3) and 1 - top == pytest.approx(0.1, rel=1e-3)

@@ -70,6 +70,9 @@ class TrainConfig:
         label_smoothing: ε in [0, 1): targets move ε towards uniform (0: off).
         mixup: α > 0 blends each training example with another of its batch, λ ~ Beta(α, α) (0: off; 0.2–0.4
             are usual). Validation data is never mixed. Neither is a default: not yet measured on ELPV.
+        discriminative: "finetune": the top unfrozen block trains at `finetune_learning_rate`, the lowest at that
+            rate / `discriminative`, the blocks between on a geometric scale (1: one rate for all; fastai uses
+            about 10–100; not yet measured on ELPV, so 1 by default).
         class_weight: "balanced" weights classes by inverse frequency; "none".
         validation_split: without a validation/ folder, hold out this stratified, seeded fraction of train/.
         unfreeze_blocks / unfreeze_from: what "finetune" unfreezes (default: the registry's top block(s)).
@@ -106,6 +109,7 @@ class TrainConfig:
     schedule: str = "constant"
     label_smoothing: float = 0.0
     mixup: float = 0.0
+    discriminative: float = 1.0
     class_weight: str = "none"
     validation_split: float | None = None
     unfreeze_blocks: int | None = None
@@ -179,6 +183,8 @@ class TrainConfig:
                 _check_number(arg, getattr(self, arg), 0, 10, "a number above 0 (typically 1e-5 to 1e-2)")
         _check_number("dropout", self.dropout, 0, 1, "a fraction from 0 to below 1", zero_ok=True)
         _check_number("label_smoothing", self.label_smoothing, 0, 1, "a fraction from 0 to below 1 (e.g. 0.1)",
+                      zero_ok=True)
+        _check_number("discriminative", self.discriminative, 1, 1e6, "a ratio of at least 1 (e.g. 10)",
                       zero_ok=True)
         _check_number("mixup", self.mixup, 0, 100, "the Beta distribution's α, 0 (off) or above (e.g. 0.2)",
                       zero_ok=True)

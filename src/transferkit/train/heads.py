@@ -61,14 +61,39 @@ def _head_core(width: int, n_classes: int, *, hidden: int, dropout: float, name:
     return keras.Model(inputs, out, name=name)
 
 
+def _variable_key(variable) -> str:
+    # Keras variables have a path; the TensorFlow backend hands update_step the tf.Variable ("path:0")
+    return getattr(variable, "path", None) or str(variable.name).split(":")[0]
+
+
+def make_optimizer(name: str, learning_rate: float, rate_factors: dict[str, float] | None = None):
+    """A Keras optimizer by name; with `rate_factors` ({variable path: factor}), each of those variables trains
+    at learning rate × factor — discriminative fine-tuning (Howard & Ruder 2018) — while the schedule still sets
+    the one base rate. Keras has no per-variable rates, so the optimizer's own `update_step` is given the scaled
+    rate (for every optimizer, adaptive ones included, where scaling the gradient instead would do nothing)."""
+    import keras
+
+    opt = keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+    if not rate_factors:
+        return opt
+    factors = dict(rate_factors)
+
+    class LayerRates(type(opt)):
+        def update_step(self, gradient, variable, learning_rate):
+            factor = factors.get(_variable_key(variable))
+            return super().update_step(gradient, variable, learning_rate if factor is None else learning_rate * factor)
+
+    return LayerRates(**opt.get_config())
+
+
 def compile_classifier(model, n_classes: int, *, learning_rate: float = 1e-3, optimizer: str = "adam",
-                       label_smoothing: float = 0.0, onehot: bool = False):
+                       label_smoothing: float = 0.0, onehot: bool = False, rate_factors: dict | None = None):
     """Compile with the loss and accuracy metric matching the head's output and targets: one sigmoid unit and
     0/1 targets for two classes; softmax with class indices, or with one-hot targets (`onehot`, as label smoothing
     and mixup need them) for more. `label_smoothing` ε moves targets ε towards uniform (Szegedy et al. 2016)."""
     import keras
 
-    opt = keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}})
+    opt = make_optimizer(optimizer, learning_rate, rate_factors)
     if n_classes == 2:
         loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
         metric = keras.metrics.BinaryAccuracy(name="accuracy")

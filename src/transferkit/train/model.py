@@ -143,6 +143,32 @@ def unfreeze_top(base, spec: BackboneSpec, *, blocks: int | None = None, from_la
     return unfrozen
 
 
+def block_rate_factors(base, spec: BackboneSpec, unfrozen: list[str], ratio: float) -> dict[str, float]:
+    """Discriminative rates for the unfrozen layers: the top unfrozen block trains at the full rate, the lowest at
+    rate / `ratio`, the blocks between on a geometric scale (fastai's `slice(lr / ratio, lr)`); the head is not
+    listed (full rate). Returns {variable path: factor}; empty when `ratio` is 1 or one block is unfrozen.
+
+    Example:
+    >>> block_rate_factors(base, spec, unfreeze_top(base, spec, blocks=3), 10.0)  # doctest: +SKIP
+    {'block6a_expand_conv/kernel': 0.1, ..., 'top_conv/kernel': 1.0}
+    """
+    if ratio == 1:
+        return {}
+    names = [layer.name for layer in base.layers]
+    ends = sorted(names.index(b) for b in resolve_blocks(spec, base) if b in names)
+    block_of = {name: sum(end < i for end in ends) for i, name in enumerate(names)}
+    blocks = sorted({block_of[name] for name in unfrozen})
+    if len(blocks) < 2:
+        return {}
+    rank = {b: j for j, b in enumerate(blocks)}
+    factors = {}
+    for name in unfrozen:
+        factor = float(ratio) ** (-(len(blocks) - 1 - rank[block_of[name]]) / (len(blocks) - 1))
+        for weight in base.get_layer(name).trainable_weights:
+            factors[weight.path] = factor
+    return factors
+
+
 def export_model(clf, base, spec: BackboneSpec, size: int):
     """The inference model saved as model.keras: preprocessing → base → head, without augmentation layers."""
     import keras

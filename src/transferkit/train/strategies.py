@@ -21,7 +21,7 @@ from ..files import atomic_path, write_json_atomic
 from .config import STRATEGIES, TrainConfig
 from .data import Splits, array_dataset, drop_unreadable, find_splits, make_dataset, targets
 from .heads import compile_classifier
-from .model import build_classifier, export_model, unfreeze_top
+from .model import block_rate_factors, build_classifier, export_model, unfreeze_top
 from .report import write_report
 from .run_folder import RunFolder
 from .use import evaluate_model
@@ -101,8 +101,10 @@ def finetune(job: Job) -> None:
     else:
         frozen(job)
     unfrozen = unfreeze_top(job.base, job.spec, blocks=job.cfg.unfreeze_blocks, from_layer=job.cfg.unfreeze_from)
-    job.stage(f"finetune: unfrozen {unfrozen[0]}..{unfrozen[-1]} ({len(unfrozen)} layers)", fit_on_images,
-              learning_rate=job.cfg.finetune_learning_rate, epochs=job.cfg.finetune_epochs)
+    factors = block_rate_factors(job.base, job.spec, unfrozen, job.cfg.discriminative)
+    rates = f", lowest block at rate / {job.cfg.discriminative:g}" if factors else ""
+    job.stage(f"finetune: unfrozen {unfrozen[0]}..{unfrozen[-1]} ({len(unfrozen)} layers{rates})", fit_on_images,
+              learning_rate=job.cfg.finetune_learning_rate, epochs=job.cfg.finetune_epochs, rate_factors=factors)
 
 
 STRATEGY_STAGES = {"features": features, "frozen": frozen, "finetune": finetune}
@@ -151,11 +153,11 @@ def one_cycle_schedule(learning_rate: float, epochs: int):
     return OneCycle()
 
 
-def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int) -> None:
+def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int, rate_factors=None) -> None:
     """`model.fit` of the whole classifier on decoded images (only its trainable layers move)."""
     cfg, n_classes = job.cfg, len(job.splits.class_names)
     compile_classifier(job.clf, n_classes, learning_rate=learning_rate, optimizer=cfg.optimizer,
-                       label_smoothing=cfg.label_smoothing, onehot=job.onehot)
+                       label_smoothing=cfg.label_smoothing, onehot=job.onehot, rate_factors=rate_factors)
     common = dict(onehot=job.onehot, batch_size=cfg.batch_size)
     train_ds = make_dataset(job.splits.train, job.input, shuffle=True, seed=cfg.seed, mix=cfg.mixup,
                             epoch=job.run.epochs_done(number), **common)
