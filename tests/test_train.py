@@ -456,3 +456,16 @@ def test_discriminative_rates_scale_each_block_and_the_optimizer_applies_them():
             assert low == pytest.approx(0.8) and top == pytest.approx(-1.0)
         else:  # Adam's first step moves each weight by its rate: 0.01 and 0.1
             assert 1 - low == pytest.approx(0.01, rel=1e-3) and 1 - top == pytest.approx(0.1, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_gradual_unfreezing_adds_a_block_per_stage(train_folder, tmp_path):
+    result = train(train_folder, model="vgg16", input_size=32, strategy="finetune", epochs=1, finetune_epochs=4,
+                   unfreeze_blocks=2, gradual=True, discriminative=10, runs_root=tmp_path / "runs", **FAST)
+    stages = [s["stage"] for s in result.stages]
+    assert len(stages) == 3 and "block5_conv1..block5_conv3" in stages[1] and "block4_conv1" in stages[2]
+    assert "rate / 10" in stages[2] and "rate /" not in stages[1]  # one block: one rate
+    assert [s["epochs"] for s in result.stages] == [1, 2, 2]
+    with pytest.raises(TransferkitError, match="`gradual` unfreezes whole blocks"):
+        train(train_folder, model="tiny_test", strategy="finetune", gradual=True, unfreeze_from="block2_conv1",
+              runs_root=tmp_path / "runs", **FAST)

@@ -72,6 +72,9 @@ def register(sub):
     p.add_argument("--discriminative", type=float, default=d["discriminative"], metavar="RATIO",
                    help="finetune: the lowest unfrozen block trains at the rate / RATIO, the top one at the rate, "
                         f"geometric between, e.g. 10 (default: {d['discriminative']:g}, one rate)")
+    p.add_argument("--gradual", action="store_true",
+                   help="finetune: unfreeze one block more per stage, top first, up to --unfreeze-blocks "
+                        "(the finetune epochs shared among the stages)")
     p.add_argument("--class-weight", default=d["class_weight"], choices=CLASS_WEIGHTS,
                    help=f"balanced: weight classes by inverse frequency, for imbalanced folders (default: "
                         f"{d['class_weight']})")

@@ -73,6 +73,8 @@ class TrainConfig:
         discriminative: "finetune": the top unfrozen block trains at `finetune_learning_rate`, the lowest at that
             rate / `discriminative`, the blocks between on a geometric scale (1: one rate for all; fastai uses
             about 10–100; not yet measured on ELPV, so 1 by default).
+        gradual: "finetune": unfreeze one block more per stage (top block first) up to `unfreeze_blocks`, the
+            `finetune_epochs` shared among those stages (not with `unfreeze_from`).
         class_weight: "balanced" weights classes by inverse frequency; "none".
         validation_split: without a validation/ folder, hold out this stratified, seeded fraction of train/.
         unfreeze_blocks / unfreeze_from: what "finetune" unfreezes (default: the registry's top block(s)).
@@ -110,6 +112,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     mixup: float = 0.0
     discriminative: float = 1.0
+    gradual: bool = False
     class_weight: str = "none"
     validation_split: float | None = None
     unfreeze_blocks: int | None = None
@@ -193,6 +196,9 @@ class TrainConfig:
         if self.precision == "int8" and self.strategy != "features":
             raise TransferkitError(f"`precision='int8'` applies to extracted features only (strategy='features'). "
                                    f"Received: strategy={self.strategy!r}")
+        if self.gradual and self.unfreeze_from is not None:
+            raise TransferkitError("`gradual` unfreezes whole blocks one by one; it cannot start from a layer. "
+                                   f"Received: gradual=True, unfreeze_from={self.unfreeze_from!r}")
         if self.init_from is not None and self.strategy != "finetune":
             raise TransferkitError(f"`init_from` only applies to strategy='finetune'. Received: "
                                    f"strategy={self.strategy!r}")

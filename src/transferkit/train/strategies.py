@@ -100,11 +100,18 @@ def finetune(job: Job) -> None:
         start_from_run(job)
     else:
         frozen(job)
-    unfrozen = unfreeze_top(job.base, job.spec, blocks=job.cfg.unfreeze_blocks, from_layer=job.cfg.unfreeze_from)
-    factors = block_rate_factors(job.base, job.spec, unfrozen, job.cfg.discriminative)
-    rates = f", lowest block at rate / {job.cfg.discriminative:g}" if factors else ""
-    job.stage(f"finetune: unfrozen {unfrozen[0]}..{unfrozen[-1]} ({len(unfrozen)} layers{rates})", fit_on_images,
-              learning_rate=job.cfg.finetune_learning_rate, epochs=job.cfg.finetune_epochs, rate_factors=factors)
+    cfg = job.cfg
+    blocks = cfg.unfreeze_blocks or job.spec.finetune_blocks
+    # gradual unfreezing (Howard & Ruder 2018): one stage per block, each unfreezing one more, sharing the epochs
+    steps = list(range(1, blocks + 1)) if cfg.gradual and cfg.unfreeze_from is None else [cfg.unfreeze_blocks]
+    epochs = max(1, math.ceil(cfg.finetune_epochs / len(steps)))
+    for n in steps:
+        unfrozen = unfreeze_top(job.base, job.spec, blocks=n, from_layer=cfg.unfreeze_from)
+        factors = block_rate_factors(job.base, job.spec, unfrozen, cfg.discriminative)
+        rates = f", lowest block at rate / {cfg.discriminative:g}" if factors else ""
+        job.stage(f"finetune: unfrozen {unfrozen[0]}..{unfrozen[-1]} ({len(unfrozen)} layers{rates})", fit_on_images,
+                  learning_rate=cfg.finetune_learning_rate, epochs=epochs if cfg.gradual else cfg.finetune_epochs,
+                  rate_factors=factors)
 
 
 STRATEGY_STAGES = {"features": features, "frozen": frozen, "finetune": finetune}
