@@ -44,6 +44,8 @@ def plot_history(history: dict, path, title: str = "Training and validation") ->
     >>> plot_history(hist.history, "curves.png")  # doctest: +SKIP
     """
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric in zip(axes, ("accuracy", "loss")):
         if metric not in history:
@@ -53,6 +55,7 @@ def plot_history(history: dict, path, title: str = "Training and validation") ->
         if f"val_{metric}" in history:
             ax.plot(epochs, history[f"val_{metric}"], "-", color="tab:orange", label=f"validation {metric}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_ylabel(metric)
         ax.set_title(f"{title}: {metric}")
         ax.grid(alpha=0.3)
