@@ -149,4 +149,5 @@ def test_train_killed_at_random_moments_resumes_to_the_same_metrics(tmp_path, st
     assert metrics["stages"][0]["best_epoch"] == ref_metrics["stages"][0]["best_epoch"]
     np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-4)
     assert metrics["accuracy"] == ref_metrics["accuracy"]
-    assert not list(run.glob(".stage*")) and not list(run.glob(".backup-*")) and (run / "report.html").is_file()
+    assert not list(run.glob(".stage*")) and not list(run.glob(".backup-*")) and not list(run.glob(".*.tmp-*"))
+    assert (run / "report.html").is_file()

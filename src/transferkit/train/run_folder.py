@@ -235,7 +235,8 @@ class RunFolder:
 
     def clean_up(self) -> None:
         """Remove what only an unfinished run needs (stage states, epoch backups, best-epoch weights)."""
-        for marker in [*self.path.glob(".stage*"), *self.path.glob(".best-*"), *self.path.glob(".backup-*")]:
+        for marker in [*self.path.glob(".stage*"), *self.path.glob(".best-*"), *self.path.glob(".backup-*"),
+                       *self.path.glob(".*.tmp-*")]:  # the last: temporary files of writes a kill interrupted
             marker.unlink(missing_ok=True)
         shutil.rmtree(self.path / ".backup", ignore_errors=True)
 
