@@ -162,7 +162,6 @@ def _missing(module: str) -> bool:
 
 @pytest.mark.slow
 def test_bad_input_is_one_clear_line(tmp_path, cli):
-    rng = np.random.default_rng(0)
     data = make_split_folder(tmp_path / "data", {"train": 6, "validation": 2}, ["a", "b"])
     feats = tmp_path / "feats"
     tk.extract(data / "train", feats, model="tiny_test", weights="none", precision="float32")
@@ -189,7 +188,6 @@ def test_bad_input_is_one_clear_line(tmp_path, cli):
     make_split_folder(odd, {"validation": 2}, ["a", "c"])
     r = cli("train", odd, "--model", "tiny_test", "--weights", "none", "--runs", tmp_path / "runs")
     assert r.returncode == 1 and "['c']" in r.stderr and "class_names" not in r.stderr, r.stderr
-    del rng
 
 
 @pytest.mark.slow

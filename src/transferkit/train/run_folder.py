@@ -222,13 +222,6 @@ class RunFolder:
             writer.writeheader()
             writer.writerows(rows)
 
-    def epochs_logged(self) -> int:
-        history = self.path / "history.csv"
-        if not history.exists():
-            return 0
-        with open(history, newline="") as f:
-            return max(0, sum(1 for _ in f) - 1)
-
     def history(self) -> dict:
         history = self.path / "history.csv"
         return read_history_csv(history) if history.exists() else {}
