@@ -152,10 +152,11 @@ def group_pairs(index: SearchIndex, pairs, threshold: float) -> DuplicateGroups:
     n = len(index)
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
-    sizes = np.bincount(component, minlength=n)
+    # the rows of groups of two or more, by component and ascending within each: one sort, not a scan per group
+    order = np.argsort(component, kind="stable")
+    order = order[np.bincount(component)[component[order]] >= 2]
     groups = []
-    for c in np.flatnonzero(sizes >= 2):
-        rows = np.flatnonzero(component == c)  # ascending: the first member is the first row
+    for rows in np.split(order, np.flatnonzero(np.diff(component[order])) + 1) if len(order) else []:
         sims = index.vectors[rows] @ index.vectors[rows[0]]
         groups.append([(index.paths[r], float(s)) for r, s in zip(rows, sims)])
     groups.sort(key=lambda g: (-len(g), g[0][0]))
