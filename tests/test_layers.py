@@ -1,6 +1,7 @@
 """Imports point down the layers and never form a cycle, function-level imports included.
 
-Layers, lowest first: errors/backend/files → data → backbones → extract → search → viz → train → applications.
+Layers, lowest first: errors/backend/files → data → backbones → extract → search → viz → train → audit →
+applications.
 """
 
 import ast
@@ -22,6 +23,7 @@ LAYERS = [
     {"transferkit.search"},
     {"transferkit.viz"},
     {"transferkit.train"},
+    {"transferkit.audit"},
     {"transferkit.pictures", "transferkit.demo", "transferkit.cli"},
 ]
 

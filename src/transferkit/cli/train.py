@@ -6,6 +6,7 @@ from dataclasses import fields
 
 from ..backbones.registry import HEAD_POOLINGS
 from ..errors import plural
+from ..train.report import repeated_runs
 from ..train.config import CLASS_WEIGHTS, HEAD_RECIPES, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
 from ._options import (add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras)
@@ -16,6 +17,8 @@ EXAMPLES = """  transferkit train cats_and_dogs_small/ --model vgg16 --input-siz
       --epochs 30 --finetune-epochs 100 --finetune-learning-rate 1e-5
   transferkit train photos/ --validation-split 0.2 --patience 5      # EfficientNet-Lite0, pooled features
   transferkit train elpv/ --model efficientnet_lite2 --pooling avg --class-weight balanced
+  transferkit train photos/ --folds 5          # 5 stratified folds: accuracy as mean ± std
+  transferkit train elpv/ --seeds 3            # the same split, seeds 0, 1, 2
 
 Each run writes runs/<name>/: config.json, history.csv, curves.png, model.keras, metrics.json,
 confusion.png, top_losses.png.
@@ -86,6 +89,11 @@ def register(sub):
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="finetune: start from a finished features/frozen run (skips the frozen stage)")
     p.add_argument("--seed", type=int, default=d["seed"], help=f"(default: {d['seed']})")
+    p.add_argument("--folds", type=int, default=d["folds"], metavar="K",
+                   help="train K runs on stratified folds of all labelled images (train/ and validation/ together, "
+                        "or a plain <class>/ folder); report accuracy per fold and mean ± std")
+    p.add_argument("--seeds", type=int, default=d["seeds"], metavar="N",
+                   help="repeat the run with N seeds (--seed, --seed+1, ...) on the same split; mean ± std")
     add_precision(p)
     p.add_argument("--runs", default="runs", metavar="DIR", help="folder of run folders (default: runs)")
     p.add_argument("--name", default=None, help="run name (default: MODEL-STRATEGY-TIMESTAMP)")
@@ -105,9 +113,16 @@ def run(args) -> int:
     result = train(args.data, config, runs_root=args.runs, name=args.name, overwrite=args.overwrite,
                    resume=args.resume, quiet=args.quiet)
     m = result.metrics
-    for stage in result.stages:
-        print(f"stage {stage['stage']}: {describe_epochs(stage)}")
-    print(f"validation accuracy {m['accuracy']:.1%}, loss {m['loss']:.4f} (n={m['n']})")
+    for entry in repeated_runs(m):
+        print(f"{entry['run']}: validation accuracy {entry['accuracy']:.1%}, loss {entry['loss']:.4f} "
+              f"(n={entry['n']})")
+    if repeated_runs(m):
+        print(f"validation accuracy {m['accuracy_mean']:.1%} ± {m['accuracy_std']:.1%}, loss {m['loss_mean']:.4f} "
+              f"± {m['loss_std']:.4f} (mean ± std of {plural(len(repeated_runs(m)), 'run')})")
+    else:
+        for stage in result.stages:
+            print(f"stage {stage['stage']}: {describe_epochs(stage)}")
+        print(f"validation accuracy {m['accuracy']:.1%}, loss {m['loss']:.4f} (n={m['n']})")
     print(f"run folder: {result.run_dir}")
     return 3 if result.config["skipped"] else 0
 

@@ -20,7 +20,7 @@ from .project import project_2d
 THUMB = 96  # pixels on the longer side; ~2–4 kB each as JPEG
 
 
-def _thumbnail(path: Path) -> str:
+def thumbnail(path: Path) -> str:
     """A small JPEG of the image as a data URL ('' when it can no longer be read)."""
     from PIL import Image, ImageOps
 
@@ -72,7 +72,7 @@ def explore(features, out, *, k: int = 8, threshold: float = DEFAULT_THRESHOLD, 
         "paths": index.paths,
         "labels": index.labels.tolist() if index.labels is not None else None,
         "classes": index.class_names,
-        "thumbs": [_thumbnail(root / p) for p in index.paths],
+        "thumbs": [thumbnail(root / p) for p in index.paths],
         "neighbours": rows.tolist(),
         "similarities": np.round(sims, 4).tolist(),
         "groups": [[[row[p], round(s, 4)] for p, s in g] for g in groups.groups],

@@ -82,6 +82,10 @@ class TrainConfig:
             unfrozen stage, which then skips the frozen stage.
         seed: data order, augmentation and initialisation.
         precision: "auto", "float32" or "bfloat16".
+        folds: k: train k runs, one per stratified fold of every labelled image (train/ and validation/ pooled,
+            or a plain `<class>/` folder), each validated on its held-out fold; metrics as mean ± std.
+        fold: which fold (1 … folds) one of those runs holds out (set by the k-fold run for each of its runs).
+        seeds: N: repeat the run with seeds `seed`, `seed`+1, … (N runs on the same split); mean ± std.
 
     Example:
     >>> cfg = TrainConfig("data/", model="vgg16", input_size=150, strategy="finetune")  # doctest: +SKIP
@@ -120,6 +124,9 @@ class TrainConfig:
     init_from: str | None = None
     seed: int = 0
     precision: str = "auto"
+    folds: int | None = None
+    fold: int | None = None
+    seeds: int | None = None
 
     @classmethod
     def from_options(cls, data, options: dict, base: "TrainConfig | None" = None) -> "TrainConfig":
@@ -199,6 +206,21 @@ class TrainConfig:
         if self.gradual and self.unfreeze_from is not None:
             raise TransferkitError("`gradual` unfreezes whole blocks one by one; it cannot start from a layer. "
                                    f"Received: gradual=True, unfreeze_from={self.unfreeze_from!r}")
+        for arg in ("folds", "seeds"):
+            if getattr(self, arg) is not None:
+                check_positive_int(arg, getattr(self, arg))
+        if self.folds is not None and self.folds < 2:
+            raise TransferkitError(f"`folds` must be at least 2 (e.g. 5). Received: folds={self.folds}")
+        if self.folds is not None and self.seeds is not None:
+            raise TransferkitError(f"Pass `folds` or `seeds`, not both. Received: folds={self.folds}, "
+                                   f"seeds={self.seeds}")
+        if self.folds is not None and self.validation_split is not None:
+            raise TransferkitError(f"`folds` deals every labelled image into folds; it takes no "
+                                   f"`validation_split`. Received: validation_split={self.validation_split}")
+        if self.fold is not None and (self.folds is None or isinstance(self.fold, bool)
+                                      or not isinstance(self.fold, int) or not 1 <= self.fold <= self.folds):
+            raise TransferkitError(f"`fold` must be from 1 to `folds`. Received: fold={self.fold!r}, "
+                                   f"folds={self.folds!r}")
         if self.init_from is not None and self.strategy != "finetune":
             raise TransferkitError(f"`init_from` only applies to strategy='finetune'. Received: "
                                    f"strategy={self.strategy!r}")

@@ -20,7 +20,7 @@ TOP_LOSSES = 6
 CONFIG_ROWS = ("model", "strategy", "input", "crop", "weights", "pooling", "layer", "epochs", "finetune_epochs",
                "batch_size", "learning_rate", "finetune_learning_rate", "optimizer", "schedule", "class_weight",
                "augmentation", "unfreeze_blocks", "init_from",
-               "validation_split", "precision", "seed", "backend", "created", "transferkit_version")
+               "validation_split", "folds", "seeds", "precision", "seed", "backend", "created", "transferkit_version")
 
 
 def _png(path: Path) -> str:
@@ -106,6 +106,8 @@ def write_report(run) -> Path:
     except (OSError, ValueError):
         raise TransferkitError(f"{str(run)!r} is not a finished run folder (config.json and metrics.json are "
                                "needed; train it to the end, or pass another folder).") from None
+    if repeated_runs(metrics):
+        return write_repeated_report(run, config, metrics)
     curves = run / "curves.png"
     if not curves.is_file() and (run / "history.csv").is_file():
         from ..viz.plots import plot_history
@@ -137,6 +139,44 @@ def write_report(run) -> Path:
         SETTINGS=settings, STAGES=stages, CURVES=_img_tag(_png(curves), "training curves", 900), PER_CLASS=per_class,
         CONFUSION=_img_tag(_png(run / "confusion.png"), "confusion matrix", 520), MISTAKES=mistakes,
         EMBEDDING=(f"<h2>Validation features (PCA)</h2>{_img_tag(embedding, 'embedding', 620)}" if embedding else ""))
+    out = run / "report.html"
+    write_text_atomic(out, page)
+    return out
+
+
+def repeated_runs(metrics: dict) -> list[dict]:
+    """The per-run entries of a k-fold (`folds`) or repeated-seed (`seeds`) run's metrics; [] for a single run."""
+    return metrics.get("folds") or metrics.get("seeds") or []
+
+
+def write_repeated_report(run: Path, config: dict, metrics: dict) -> Path:
+    """`RUN/report.html` of a k-fold or repeated-seed run: one row per run (linking to its own report), the
+    mean ± standard deviation, and every run's curves."""
+    esc = html.escape
+    rows, curves = [], []
+    entries = repeated_runs(metrics)
+    for entry in entries:
+        name = esc(entry["run"])
+        epochs = ", ".join(str(st.get("best_epoch") or "-") for st in entry.get("stages", []))
+        rows.append(f"<tr><td><a href=\"{name}/report.html\">{name}</a></td><td class=num>{entry['accuracy']:.1%}"
+                    f"</td><td class=num>{entry['loss']:.4f}</td><td class=num>{entry['n']}</td><td>{epochs}</td></tr>")
+        png = run / entry["run"] / "curves.png"
+        if png.is_file():
+            curves.append(f"<figure>{_img_tag(_png(png), entry['run'] + ' curves', 300)}<figcaption>{name}"
+                          f"</figcaption></figure>")
+    kind = "folds" if config.get("folds") else "seeds"
+    what = (f"Each of the {len(entries)} runs trains on the other folds of every labelled image and is "
+            "validated on its own fold (stratified by class)." if kind == "folds" else
+            f"The same split trained {len(entries)} times with seeds {entries[0]['seed']} … "
+            f"{entries[-1]['seed']} (initialisation, dropout, augmentation and data order).")
+    settings = "".join(f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(config.get(k)))}</td></tr>" for k in CONFIG_ROWS
+                       if k in config)
+    page = render_template(
+        "repeated.html", TITLE=esc(f"{config.get('model')} {config.get('strategy')} — {run.name}"),
+        ACCURACY=f"{metrics['accuracy_mean']:.1%} ± {metrics['accuracy_std']:.1%}",
+        LOSS=f"{metrics['loss_mean']:.4f} ± {metrics['loss_std']:.4f}",
+        COUNT=esc(f"{len(entries)} {kind}"), WHAT=esc(what), ROWS="".join(rows),
+        CURVES="".join(curves) or "<p>No curves.</p>", SETTINGS=settings)
     out = run / "report.html"
     write_text_atomic(out, page)
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from .report import write_report
 from .run_folder import RunFolder
 from .use import evaluate_model
 
-__all__ = ["STRATEGIES", "TrainResult", "train"]
+__all__ = ["STRATEGIES", "TrainResult", "train_run"]
 
 
 @dataclass
@@ -178,15 +177,22 @@ def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int, r
 
 def split_features(job: Job, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) of a split: the base's output, pooled as the head pools (Flatten and "flatten" share
-    the h, w, c order), extracted once for exactly that split's images and cached across runs."""
-    from ..extract import extract
+    the h, w, c order), extracted once and cached across runs — for exactly that split's images, or, in a k-fold
+    run, for all the images the folds were dealt from (one extraction serves every fold)."""
+    from ..extract.cache import cached_features
 
     cfg, index = job.cfg, getattr(job.splits, split)
-    layer = job.base.layers[-1].name
-    job.feature_cache[split] = str(feature_cache_dir(job.runs_root, cfg, layer, index).resolve())
-    fs = extract(index, job.feature_cache[split], model=job.spec.name, layers=layer, pooling=cfg.pooling,
-                 input_config=job.input, weights=cfg.weights, precision=cfg.precision, batch_size=32, quiet=job.quiet)
-    return fs.matrix, targets(fs.labels, len(job.splits.class_names), job.onehot)
+    source = job.splits.pool or index
+    fs = cached_features(job.runs_root / ".feature-cache", source, model=job.spec.name, layer=job.base.layers[-1].name,
+                         pooling=cfg.pooling, input_config=job.input, weights=cfg.weights, precision=cfg.precision,
+                         quiet=job.quiet)
+    matrix = fs.matrix
+    if job.splits.pool is None:
+        job.feature_cache[split] = str(Path(fs.folder).resolve())
+    else:  # the split's rows of the pool's features
+        position = {p: i for i, p in enumerate(fs.paths)}
+        matrix = matrix[[position[p] for p in index.paths]]
+    return matrix, targets(index.labels, len(job.splits.class_names), job.onehot)
 
 
 def head_trainer(job: Job):
@@ -224,14 +230,6 @@ def start_from_run(job: Job) -> None:
                        "best_epoch": None, "seconds": 0.0})
 
 
-def feature_cache_dir(runs_root, cfg: TrainConfig, layer: str, index) -> Path:
-    """Where cached conv-base features of one split live: a hash of everything that changes them."""
-    key = json.dumps(["v2", cfg.model, layer, cfg.pooling, cfg.input_size, weights_identity(cfg.weights),
-                      cfg.precision, backend.name(), str(index.root), index.fingerprint()]
-                     + ([] if cfg.crop == "model" else [str(cfg.crop)]), sort_keys=True)
-    return Path(runs_root) / ".feature-cache" / f"{cfg.model}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-
-
 def check_init_run(cfg: TrainConfig, class_names: list[str]) -> None:
     """A run to start fine-tuning from must be finished and match the model, input size and classes."""
     run = Path(cfg.init_from)
@@ -258,9 +256,9 @@ def _class_weights(mode: str, labels: np.ndarray, n_classes: int) -> dict | None
 
 # --- the run --------------------------------------------------------------------------------------------------
 
-def train(data, config: TrainConfig | None = None, *, run_dir=None, runs_root="runs", name: str | None = None,
-          overwrite: bool = False, resume: bool = False, quiet: bool = True, **options) -> TrainResult:
-    """Train a classifier on `DATA/train/<class>/` by transfer learning, evaluated on `DATA/validation/`.
+def train_run(data, config: TrainConfig | None = None, *, run_dir=None, runs_root="runs", name: str | None = None,
+              overwrite: bool = False, resume: bool = False, quiet: bool = True, **options) -> TrainResult:
+    """One training run (`transferkit.train` also repeats it over folds or seeds): train a classifier on `DATA/train/<class>/` by transfer learning, evaluated on `DATA/validation/`.
 
     Strategies (the classic cats-vs-dogs tutorial's three):
       - "features": extract the conv base's output once (cached across runs), train a dense head on it.
@@ -289,7 +287,10 @@ def train(data, config: TrainConfig | None = None, *, run_dir=None, runs_root="r
 
     cfg = TrainConfig.from_options(data, options, base=config).resolved()
     spec = with_crop(get_backbone(cfg.model), cfg.crop)
-    splits = find_splits(cfg.data, validation_split=cfg.validation_split, seed=cfg.seed)
+    if cfg.seeds is not None or (cfg.folds is not None and cfg.fold is None):
+        raise TransferkitError("train_run trains one run; pass folds/seeds to transferkit.train.")
+    splits = find_splits(cfg.data, validation_split=cfg.validation_split, seed=cfg.seed, folds=cfg.folds,
+                         fold=cfg.fold)
     if cfg.init_from is not None:
         check_init_run(cfg, splits.class_names)
     run = RunFolder.create(run_dir, runs_root=runs_root, name=name, default_name=f"{spec.name}-{cfg.strategy}",
