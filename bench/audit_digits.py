@@ -1,7 +1,7 @@
 """Benchmark: how well `transferkit audit` finds planted errors — scikit-learn's digits with a seeded 8 % of train
 labels flipped and validation images copied into train re-encoded — and how long the audit takes.
 
-    python bench/audit_digits.py [--out bench-audit] [--model efficientnet_lite0] [--flip 0.08] [--leaks 12]
+    python bench/audit_digits.py [--out bench-audit] [--model efficientnet_lite0] [--flip 0.08] [--leaks 12] [--seed 0]
 
 Writes the digits (1,797 images, 8 × 8 upscaled to 64 × 64) as `train/ validation/ <digit>/` PNGs (75 % / 25 %,
 stratified, seeded), plants the errors, audits twice (the first run extracts the features, the second reuses the
@@ -75,13 +75,14 @@ def main() -> None:
     ap.add_argument("--flip", type=float, default=0.08)
     ap.add_argument("--leaks", type=int, default=12)
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0, help="the split and the planted errors")
     args = ap.parse_args()
     import transferkit as tk
     from transferkit.audit import audit
 
     shutil.rmtree(args.out, ignore_errors=True)
     data = args.out / "digits"
-    flipped, planted = write_digits(data, args.flip, args.leaks)
+    flipped, planted = write_digits(data, args.flip, args.leaks, args.seed)
     times = []
     for _ in range(2):
         t = time.perf_counter()
@@ -95,7 +96,7 @@ def main() -> None:
     hit = {f.other for f in leak_rows if planted.get(f.other) == f.path}
     print(f"transferkit {tk.__version__}, {args.model}, precision {found.summary['precision']}, CPU flags: "
           f"{cpu_flags()}")
-    print(f"images {found.summary['images']}, flipped train labels {len(flipped)}, planted leaks {len(planted)}")
+    print(f"seed {args.seed}: images {found.summary['images']}, flipped train labels {len(flipped)}, planted leaks {len(planted)}")
     print(f"label findings {len(labels)}: precision {precision:.3f}, recall {recall:.3f}, F1 {f1:.3f}")
     print(f"leaks found {len(hit)}/{len(planted)}, leak rows {len(leak_rows)} ({len(leak_rows) - len(hit)} not "
           f"planted); duplicates {len(found.of('duplicate'))}, outliers {len(found.of('outlier'))}")

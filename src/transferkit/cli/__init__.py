@@ -8,11 +8,11 @@ import sys
 import traceback
 
 from ..errors import TransferkitError
-from . import (audit, demo, duplicates, evaluate, explore, export, extract, index, layers, lr_find, models, predict,
-               predict_imagenet, report, similar, train, viz)
+from . import (audit, demo, duplicates, evaluate, explore, export, extract, import_features, index, layers, lr_find,
+               models, predict, predict_imagenet, report, similar, train, viz)
 
 COMMANDS = [models, layers, extract, predict_imagenet, train, lr_find, predict, evaluate, export, report, audit,
-            similar, duplicates, explore, index, viz, demo]
+            similar, duplicates, explore, index, import_features, viz, demo]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ EXAMPLES = """  transferkit extract photos/ --model vgg16 --layer fc2 -o feature
   transferkit extract photos/ --model resnet50 --layer avg_pool --layer conv4_block6_out --pooling avg -o f/
   transferkit extract photos/ --model efficientnet_lite0 --format npy -o f/   # also features.npy
   transferkit extract /shared/images --engine ray --address auto --gpus-per-worker 1 -o /shared/feats/
+  transferkit extract photos/ -o features/ --update      # only new and changed photos; removed ones dropped
 
 Re-running the same command resumes an interrupted run. Exit status 3 means some images were skipped
 (listed with their reason in OUT/manifest.json).
@@ -65,6 +66,9 @@ def register(sub):
                    help="int8: calibrate the quantisation on a seeded sample of N of the images "
                         f"(default: {default['calibration']})")
     p.add_argument("--overwrite", action="store_true", help="discard an existing output instead of resuming")
+    p.add_argument("--update", action="store_true",
+                   help="bring an existing OUT to the folder's current state: extract new and changed files, drop "
+                        "removed ones, keep every other row as it is")
     add_quiet(p)
 
 
@@ -75,7 +79,11 @@ def run(args) -> int:
                  precision=args.precision, labels=args.labels, shard_size=args.shard_size, format=args.format,
                  overwrite=args.overwrite, workers=args.workers, quiet=args.quiet, load=False,
                  engine=args.engine, address=args.address, gpus_per_worker=args.gpus_per_worker,
-                 runtime=args.runtime, calibration=args.calibration)
+                 runtime=args.runtime, calibration=args.calibration, update=args.update)
+    if args.update:
+        from ..extract.update import describe
+
+        print(f"updated {args.output}: {describe(fs.manifest['updates'][-1])}")
     return report(fs, args.output)
 
 

@@ -22,7 +22,8 @@ from ..files import write_json_atomic
 from .engines import ENGINES, EngineJob
 from .openvino import DEFAULT_CALIBRATION, RUNTIMES
 from .store import FeatureSet, input_config_of, load_features, read_manifest
-from .writer import MANIFEST, SHARD_PATTERN, read_shard_meta, shard_name, write_npy, write_shard
+from .update import check_updatable, update_set
+from .writer import MANIFEST, SHARD_PATTERN, file_stats, read_shard_meta, shard_name, write_npy, write_shard
 
 FORMATS = ("parquet", "npy")
 
@@ -66,7 +67,7 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
             workers: int | None = None, seed: int = 0, quiet: bool = True, load: bool = True, engine: str = "local",
             address: str | None = None, gpus_per_worker: float = 0.0, runtime: str | None = None,
             calibration: int = DEFAULT_CALIBRATION, crop="model", input_config: InputConfig | None = None,
-            openvino_like: dict | None = None) -> FeatureSet:
+            openvino_like: dict | None = None, update: bool = False) -> FeatureSet:
     """Extract features of every image under `images` into the folder `out`, resuming a previous run.
 
     Args:
@@ -84,6 +85,9 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
             `crop`, e.g. a feature set's own, to extract new images exactly as that set.
         openvino_like: a feature set's manifest "openvino" record: run that set's OpenVINO model (int8: the one
             quantised on the set's images) instead of preparing one for these images.
+        update: bring an existing set in `out` to the current state of `images`: new and changed files (size or
+            mtime differ, then the SHA-256 decides) are extracted, removed ones dropped, every other row is copied
+            unchanged; the manifest's `updates` list gets the counts. The settings must be the set's own.
         weights: "imagenet", "none" or a weights file.
         batch_size: images per forward pass.
         precision: "auto" (bfloat16 where the hardware runs it fast), "float32", "bfloat16", or "int8"
@@ -146,6 +150,20 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
         elif used_precision == "int8":
             settings["calibration"] = {"images": min(check_positive_int("calibration", calibration), len(index)),
                                        "seed": seed}
+    if update:
+        if overwrite:
+            raise TransferkitError("Pass --update or --overwrite, not both: --update keeps the rows that did not "
+                                   "change, --overwrite extracts everything again.")
+        if not (out / MANIFEST).is_file():
+            check_updatable(out, None, settings)
+        old = _prepare_out(out, False)
+        check_updatable(out, old, settings)
+        update_set(out, index, old, settings, quiet=quiet, extract_subset=lambda sub, folder: extract(
+            sub, folder, model=spec.name, layers=layer_list, pooling=pooling, input_config=config, weights=weights,
+            batch_size=batch_size, precision=used_precision, labels=labels, shard_size=shard_size, workers=workers,
+            seed=seed, quiet=quiet, engine=engine, address=address, gpus_per_worker=gpus_per_worker, runtime=runtime,
+            calibration=calibration, openvino_like=old.get("openvino") if runtime == "openvino" else None))
+        return _finish(out, format, load, index)
     old = _prepare_out(out, overwrite)
     if old is not None and old["settings"] != settings:
         changes = "; ".join(settings_diff(old["settings"], settings))
@@ -155,10 +173,13 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
         )
     n_shards = max(1, math.ceil(len(index) / shard_size))
     done: dict[int, dict] = {}
+    listed = {s.get("start"): s["file"] for s in (old or {}).get("shards", [])}  # names after an update
     for k in range(n_shards):
-        meta = read_shard_meta(out / shard_name(k))
-        if meta is not None and meta.get("start") == k * shard_size:
-            done[k] = meta
+        for name in dict.fromkeys([listed.get(k * shard_size, shard_name(k)), shard_name(k)]):
+            meta = read_shard_meta(out / name)
+            if meta is not None and meta.get("start") == k * shard_size:
+                done[k] = {**meta, "file": name}
+                break
     manifest = old or {}
     manifest.update({
         "format": "transferkit.features", "format_version": 1, "transferkit_version": __version__,
@@ -199,6 +220,12 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
                                 "images_per_second": round(images / run_s, 2) if run_s else None,
                                 "batch_size": batch_size}
         write_json_atomic(out / MANIFEST, manifest)
+    return _finish(out, format, load, index)
+
+
+def _finish(out: Path, format: str, load: bool, index) -> FeatureSet:
+    """Write the npy files when asked; return the set read back (or its manifest only, `load=False`)."""
+    manifest = read_manifest(out)
     if format == "npy":
         shards = [out / m["file"] for m in manifest["shards"]]
         manifest["npy_files"] = write_npy(out, shards, manifest["layers"], manifest["counts"]["rows"])
@@ -261,7 +288,7 @@ def _update_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards:
 
 
 def _write_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards: int) -> None:
-    shards = [{"file": shard_name(k), "start": m["start"], "stop": m["stop"], "rows": m["rows"],
+    shards = [{"file": m.get("file", shard_name(k)), "start": m["start"], "stop": m["stop"], "rows": m["rows"],
                "skipped": len(m["skipped"])} for k, m in sorted(done.items())]
     skipped = [s for _, m in sorted(done.items()) for s in m["skipped"]]
     rows = sum(m["rows"] for m in done.values())
@@ -323,7 +350,8 @@ def _write_stream(stream, index, out, layers, shapes, todo, done, manifest, n_sh
                 labels = index.labels[pos] if index.labels is not None else None
                 try:
                     write_shard(out, k, positions=pos, paths=[index.paths[i] for i in pos], labels=labels,
-                                class_names=index.class_names, features=arrays, meta=meta)
+                                class_names=index.class_names, features=arrays, meta=meta,
+                                files=file_stats([index.absolute(i) for i in pos]))
                 except OSError as exc:
                     raise TransferkitError(
                         f"Cannot write {shard_name(k)} to {out}: {exc.strerror or exc}. The {len(done)} finished "

@@ -74,7 +74,8 @@ def read_manifest(out) -> dict:
         if not isinstance(manifest.get(key), kind):
             raise TransferkitError(f"{path} is damaged: '{key}' must be a {kind.__name__}. Re-run with --overwrite.")
     _upgrade_settings(manifest["settings"])
-    InputConfig.from_dict(manifest["settings"].get("input"), source=str(path))
+    if not manifest["settings"].get("imported"):  # vectors from elsewhere have no input configuration
+        InputConfig.from_dict(manifest["settings"].get("input"), source=str(path))
     checks = (
         ("class_names", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v)),
         ("skipped", lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v)),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import numpy as np
 
 from ..files import atomic_open, atomic_path
 
-SHARD_PATTERN = re.compile(r"^part-(\d{5})\.parquet$")
+SHARD_PATTERN = re.compile(r"^part-(?:u\d+-)?(\d{5})\.parquet$")  # part-00000, or part-u2-00000 after update 2
 MANIFEST = "manifest.json"
 META_KEY = b"transferkit"
 
@@ -30,11 +32,13 @@ def _pa():
 
 
 def write_shard(out: Path, k: int, *, positions: np.ndarray, paths: list[str], labels, class_names: list[str],
-                features: dict[str, np.ndarray], meta: dict) -> Path:
-    """Write shard `k` atomically: a reader sees the whole shard or none of it.
+                features: dict[str, np.ndarray], meta: dict, files: dict | None = None,
+                name: str | None = None) -> Path:
+    """Write shard `k` (as `name`, default `shard_name(k)`) atomically: a reader sees the whole shard or none of it.
 
     Columns: `index` (position in the sorted file list), `path` (relative to the
-    input folder), `label` and `class_name` (null when unlabelled), then one
+    input folder), `label` and `class_name` (null when unlabelled), optionally `file_size`, `file_mtime_ns` and
+    `file_sha256` (what `extract --update` compares: `files`, from `file_stats`), then one
     fixed-size float32 list column per layer (maps flattened; shapes in the manifest).
     """
     pa, pq = _pa()
@@ -46,15 +50,40 @@ def write_shard(out: Path, k: int, *, positions: np.ndarray, paths: list[str], l
         "class_name": pa.array([class_names[i] for i in labels] if labels is not None else [None] * n,
                                type=pa.string()),
     }
-    for name, arr in features.items():
+    if files is not None:
+        cols["file_size"] = pa.array(files["size"], type=pa.int64())
+        cols["file_mtime_ns"] = pa.array(files["mtime_ns"], type=pa.int64())
+        cols["file_sha256"] = pa.array(files["sha256"], type=pa.string())
+    for layer, arr in features.items():
         width = int(np.prod(arr.shape[1:])) if arr.ndim > 1 else 1
         flat = np.ascontiguousarray(arr, dtype=np.float32).reshape(n, width)  # n may be 0: every file bad
-        cols[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width)
+        cols[layer] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width)
     table = pa.table(cols).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-    final = out / shard_name(k)
+    final = out / (name or shard_name(k))
     with atomic_path(final) as tmp:  # a reader sees the whole shard or none of it
         pq.write_table(table, tmp, compression="zstd" if _zstd_ok(pa) else "snappy")
     return final
+
+
+def file_stats(paths: list[str]) -> dict:
+    """Size, modification time (ns) and SHA-256 of each file: how `extract --update` tells a changed file."""
+    size, mtime, sha = [], [], []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError:  # gone since it was decoded: unknown, so the next update extracts it again
+            size.append(-1)
+            mtime.append(-1)
+            sha.append("")
+            continue
+        size.append(st.st_size)
+        mtime.append(st.st_mtime_ns)
+        sha.append(h.hexdigest())
+    return {"size": size, "mtime_ns": mtime, "sha256": sha}
 
 
 def _zstd_ok(pa) -> bool:
