@@ -1,6 +1,7 @@
 """Benchmark: search over many feature vectors — exact, faiss IVF (what transferkit uses) and usearch HNSW.
 
     python bench/search.py [--rows 1000000] [--dim 512] [--hnsw-rows 200000] [--queries 1000]
+    python bench/search.py --growing [--rows 1000000] [--dim 512] [--duplicates-rows 100000]
 
 Random-but-clustered unit vectors (2,000 clusters, like images of many near-identical scenes). For each
 engine: build time, query latency p50/p99 for k = 10 (one query at a time, as `transferkit similar` serves a
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -106,6 +108,97 @@ def duplicates_time(n: int = 100_000, dim: int = 512) -> float:
     return time.perf_counter() - t
 
 
+def planted(n: int, dim: int, pairs: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clustered unit vectors with `pairs` planted near-duplicate pairs (cosine 0.95): (vectors, first, second)."""
+    x = clustered(n, dim)
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(n, 2 * pairs, replace=False)
+    first, second = rows[:pairs], rows[pairs:]
+    noise = rng.normal(size=(pairs, dim)).astype(np.float32)
+    noise -= (noise * x[first]).sum(axis=1, keepdims=True) * x[first]
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    x[second] = 0.95 * x[first] + np.sqrt(1 - 0.95 ** 2) * noise
+    return x, first, second
+
+
+def duplicates_at_scale(n: int, dim: int, pairs: int, workdir: Path) -> None:
+    """`duplicates` on an imported set of n vectors (approximate above the exact limit): time, planted pairs
+    grouped."""
+    import transferkit as tk
+
+    x, first, second = planted(n, dim, pairs)
+    folder = workdir / f"dup-{n}"
+    tk.save_features(folder, x, [f"{i}.jpg" for i in range(n)], overwrite=True)
+    del x
+    t = time.perf_counter()
+    index = tk.search.build_index(folder)
+    build = time.perf_counter() - t
+    t = time.perf_counter()
+    groups = tk.search.duplicates(folder, threshold=0.9)
+    seconds = time.perf_counter() - t
+    group_of = {p: k for k, g in enumerate(groups.groups) for p, _ in g}
+    hit = sum(group_of.get(f"{a}.jpg", -1) == group_of.get(f"{b}.jpg", -2) for a, b in zip(first, second))
+    print(f"duplicates over {n:,} x {dim} ({index.kind} index, threshold 0.9): index {build:.1f} s + duplicates "
+          f"{seconds:.1f} s = {build + seconds:.1f} s; planted pairs grouped {hit:,}/{pairs:,} "
+          f"({hit / pairs:.1%}); peak {peak_mib():,.0f} MiB", flush=True)
+
+
+def duplicates_recall(n: int, dim: int) -> None:
+    """Pairs at or above 0.9 from the approximate neighbour lists against all pairs (exact), same vectors."""
+    from transferkit.search.api import _pairs_above
+    from transferkit.search.index import SearchIndex, _build_ann, row_ids
+
+    x, _, _ = planted(n, dim, n // 50)
+    paths = [str(i) for i in range(n)]
+    exact = SearchIndex(x, paths, None, [], "", "bench", "exact")
+    t = time.perf_counter()
+    truth = {tuple(sorted(p)) for p in _pairs_above(exact, 0.9, 50)}
+    t_exact = time.perf_counter() - t
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ids = row_ids(paths)
+        ann = _build_ann(x, "ivf", None, Path(tmp), {}, ids)
+    approx = SearchIndex(x, paths, None, [], "", "bench", "ivf", ann=ann, ids=ids)
+    t = time.perf_counter()
+    found = {tuple(sorted(p)) for p in _pairs_above(approx, 0.9, 50)}
+    t_approx = time.perf_counter() - t
+    print(f"near-duplicate pairs (>= 0.9) over {n:,} x {dim}: exact {len(truth):,} pairs in {t_exact:.1f} s, "
+          f"approximate {len(found & truth):,} of them ({len(found & truth) / max(1, len(truth)):.1%}) in "
+          f"{t_approx:.1f} s", flush=True)
+
+
+def update_vs_rebuild(n: int, dim: int, fraction: float, workdir: Path) -> None:
+    """The approximate index after `fraction` of the rows changed (half replaced, half new, as many removed):
+    updated in place (remove_ids/add_with_ids) against built again (trained and filled)."""
+    import shutil
+
+    import transferkit as tk
+    from transferkit.search.index import build_index, index_dir, load_index
+
+    x = clustered(n, dim)
+    paths = [f"{i}.jpg" for i in range(n)]
+    old, new = workdir / f"upd-{n}-old", workdir / f"upd-{n}-new"
+    tk.save_features(old, x, paths, overwrite=True)
+    t = time.perf_counter()
+    build_index(old)
+    built = time.perf_counter() - t
+    k = int(n * fraction / 2)
+    rng = np.random.default_rng(2)
+    y = np.concatenate([x[k:], clustered(k, dim, seed=3)])  # k removed from the front, k new at the end
+    y[rng.choice(n - k, k, replace=False)] = clustered(k, dim, seed=4)  # k changed
+    tk.save_features(new, y, paths[k:] + [f"new{i}.jpg" for i in range(k)], overwrite=True)
+    shutil.copytree(index_dir(old, "embedding"), index_dir(new, "embedding"))
+    t = time.perf_counter()
+    load_index(new)  # the features changed: the index is updated, not trained again
+    updated = time.perf_counter() - t
+    t = time.perf_counter()
+    build_index(new)
+    rebuilt = time.perf_counter() - t
+    print(f"index after {fraction:.0%} of {n:,} x {dim} changed: updated in {updated:.1f} s, built again in "
+          f"{rebuilt:.1f} s ({rebuilt / updated:.1f}x; first build {built:.1f} s)", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -113,7 +206,17 @@ def main():
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--hnsw-rows", type=int, default=200_000)
     ap.add_argument("--duplicates-rows", type=int, default=100_000)
+    ap.add_argument("--growing", action="store_true",
+                    help="only the growing-collection numbers: duplicates at --rows (and their recall against "
+                         "exact at --duplicates-rows), and the index after 1 %% of --rows changed")
+    ap.add_argument("--workdir", type=Path, default=Path("bench-search"))
     args = ap.parse_args()
+    if args.growing:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        duplicates_recall(args.duplicates_rows, args.dim)
+        update_vs_rebuild(args.rows, args.dim, 0.01, args.workdir)
+        duplicates_at_scale(args.rows, args.dim, 2000, args.workdir)
+        return
     print(f"{'engine':<38}{'build s':>9}{'p50 ms':>9}{'p99 ms':>9}{'recall@10':>11}{'peak MiB':>10}")
     for name, build, p50, p99, rec, mem in run(args.rows, args.dim, args.queries, args.hnsw_rows):
         print(f"{name:<38}{build:>9.1f}{p50:>9.2f}{p99:>9.2f}{rec:>11.3f}{mem:>10.0f}", flush=True)

@@ -183,3 +183,26 @@ def test_save_features_is_searchable_and_refuses_new_images(tmp_path, cli):
     assert r.returncode == 1 and "--paths" in r.stderr.strip().splitlines()[0]
     r = cli("extract", tmp_path, "-o", tmp_path / "set", "--update", *ARGS)
     assert r.returncode == 1 and "imported" in r.stderr
+
+
+def test_approximate_index_follows_an_update_without_training_again(photo_set, tmp_path):
+    pytest.importorskip("faiss")
+    from transferkit.search.index import build_index, load_index
+
+    src, out, _ = photo_set
+    built = build_index(out, kind="ivf", nlist=4)
+    trained = json.loads((out / "index-avg_pool" / "index.json").read_text())
+    new, changed = grow(src, np.random.default_rng(4))
+    fs = tk.extract(src, out, update=True, **KW)
+    index = load_index(out)
+    info = json.loads((out / "index-avg_pool" / "index.json").read_text())
+    assert info["last_update"] == {"added": 10, "changed": 3, "removed": 5}
+    assert info["trained_rows"] == trained["trained_rows"] == 60 and info["rows"] == 65 == len(index)
+    assert index.ann.ntotal == 65 and built.ann.ntotal == 60
+    index.nprobe = 4  # every cell: the approximate answer must equal the exact one
+    sims, rows = index.search(fs.matrix, 1)
+    assert [index.paths[r] for r in rows[:, 0]] == fs.paths  # each row finds itself, by its row number
+    assert np.allclose(sims[:, 0], 1, atol=1e-5)
+    again = load_index(out)  # up to date now: loaded, not updated again
+    assert json.loads((out / "index-avg_pool" / "index.json").read_text())["updated"] == info["updated"]
+    assert again.paths == fs.paths

@@ -72,6 +72,7 @@ class SearchIndex:
     manifest: dict = field(default_factory=dict)
     ann: object = None  # faiss index for kind "ivf"
     nprobe: int = 32
+    ids: np.ndarray | None = None  # "ivf": each row's id in `ann` (`row_ids`); None: the row numbers
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -85,8 +86,8 @@ class SearchIndex:
                                    f"{self.vectors.shape[1]}: they come from other features.")
         if self.kind == "ivf":
             self.ann.nprobe = self.nprobe
-            sims, rows = self.ann.search(queries, k)
-            return sims, rows
+            sims, found = self.ann.search(queries, k)
+            return sims, self._rows_of(found)
         sims_out = np.empty((len(queries), k), np.float32)
         rows_out = np.empty((len(queries), k), np.int64)
         for a in range(0, len(queries), BLOCK):
@@ -98,6 +99,16 @@ class SearchIndex:
             rows_out[a:a + BLOCK] = np.take_along_axis(top, order, axis=1)
             sims_out[a:a + BLOCK] = np.take_along_axis(top_sims, order, axis=1)
         return sims_out, rows_out
+
+    def _rows_of(self, found: np.ndarray) -> np.ndarray:
+        """Row numbers of ids the approximate index returned (-1 stays -1)."""
+        if self.ids is None:
+            return found
+        order = self.__dict__.get("_id_order")
+        if order is None:
+            order = self.__dict__["_id_order"] = np.argsort(self.ids, kind="stable")
+        at = np.searchsorted(self.ids[order], found).clip(0, len(order) - 1)
+        return np.where(found >= 0, order[at], -1)
 
     def neighbours(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Every row's `k` nearest other rows (itself left out): (similarities, row numbers), each (n, k)."""
@@ -122,6 +133,13 @@ class SearchIndex:
         except ValueError:
             return None
         return lookup.get(rel)
+
+
+def row_ids(paths: list[str]) -> np.ndarray:
+    """A stable 63-bit id per image path: an approximate index keeps its rows by these ids, so rows can be removed
+    and added when the set changes, whatever the new row order."""
+    return np.array([int.from_bytes(hashlib.blake2b(p.encode("utf-8", "surrogateescape"), digest_size=8).digest(),
+                                    "little") & 0x7FFF_FFFF_FFFF_FFFF for p in paths], dtype=np.int64)
 
 
 def _choose_layer(manifest: dict, layer: str | None, where) -> str:
@@ -168,17 +186,81 @@ def build_index(features_dir, *, layer: str | None = None, kind: str = "auto", n
     info = {"format": "transferkit.index", "layer": layer, "kind": kind, "rows": len(vectors),
             "dim": int(vectors.shape[1]), "fingerprint": fingerprint(manifest, layer),
             "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    ids = row_ids(fs.paths) if kind == "ivf" else None
+    if ids is not None and len(np.unique(ids)) < len(ids):  # a 63-bit collision: keep row numbers
+        ids = None
     with atomic_folder(out) as tmp:
         np.save(tmp / "vectors.npy", vectors)
-        ann = _build_ann(vectors, kind, nlist, tmp, info)
+        ann = _build_ann(vectors, kind, nlist, tmp, info, ids)
         write_json_atomic(tmp / "index.json", info)
-    manifest.setdefault("index", {})[layer] = {"dir": out.name, **{k: info[k] for k in ("kind", "rows",
-                                                                                         "fingerprint")}}
-    write_json_atomic(features_dir / MANIFEST, manifest)
+    _record(features_dir, manifest, layer, out, info)
     if not quiet:
         article = "an" if kind[0] in "aeiou" else "a"
         print(f"built {article} {kind} index of {len(vectors):,} × {vectors.shape[1]} ({layer}) in {out}")
-    return SearchIndex(vectors, fs.paths, fs.labels, fs.class_names, fs.root, layer, kind, manifest, ann)
+    return SearchIndex(vectors, fs.paths, fs.labels, fs.class_names, fs.root, layer, kind, manifest, ann, ids=ids)
+
+
+def _record(features_dir: Path, manifest: dict, layer: str, out: Path, info: dict) -> None:
+    manifest.setdefault("index", {})[layer] = {"dir": out.name, **{k: info[k] for k in ("kind", "rows",
+                                                                                         "fingerprint")}}
+    write_json_atomic(features_dir / MANIFEST, manifest)
+
+
+# an approximate index follows a changed set by removing and adding rows until the set has grown this many times
+# past the rows its cells were trained on; then it is trained again
+RETRAIN_GROWTH = 4
+
+
+def update_index(features_dir, *, layer: str, info: dict, quiet: bool = True) -> SearchIndex | None:
+    """Bring an approximate index to the features' current state by removing the rows that went or changed and
+    adding the new and changed ones (faiss `remove_ids` / `add_with_ids`), not training it again. None when it
+    cannot (no ids recorded, a collision, or the set outgrew the trained cells): build it instead."""
+    features_dir = Path(features_dir)
+    out = index_dir(features_dir, layer)
+    if info.get("kind") != "ivf" or not (out / "ids.npy").is_file():
+        return None
+    manifest = read_manifest(features_dir)
+    fs = load_features(features_dir, layers=[layer])
+    if not len(fs) or len(fs) > RETRAIN_GROWTH * info.get("trained_rows", info["rows"]):
+        return None
+    vectors = normalize(fs.features[layer])
+    ids = row_ids(fs.paths)
+    old_ids = np.load(out / "ids.npy")
+    if len(np.unique(ids)) < len(ids) or vectors.shape[1] != info.get("dim"):
+        return None
+    old_vectors = np.load(out / "vectors.npy", mmap_mode="r")
+    order = np.argsort(old_ids, kind="stable")
+    at = np.searchsorted(old_ids[order], ids).clip(0, len(order) - 1)
+    known = old_ids[order][at] == ids
+    old_row = order[at]
+    same = known.copy()
+    for a in range(0, len(ids), 65_536):  # in blocks: memory stays flat
+        rows = np.flatnonzero(known[a:a + 65_536]) + a
+        same[rows] = (old_vectors[old_row[rows]] == vectors[rows]).all(axis=1)
+    gone = np.setdiff1d(old_ids, ids[known], assume_unique=True)
+    changed = ids[known & ~same]
+    add = np.flatnonzero(~same)
+    faiss = _faiss()
+    ann = faiss.read_index(str(out / "ivf.faiss"))
+    if len(gone) or len(changed):
+        ann.remove_ids(np.concatenate([gone, changed]).astype(np.int64))
+    if len(add):
+        ann.add_with_ids(vectors[add], ids[add])
+    info = {**info, "rows": len(vectors), "fingerprint": fingerprint(manifest, layer),
+            "trained_rows": info.get("trained_rows", info["rows"]),
+            "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "last_update": {"added": int((~known).sum()), "changed": int(len(changed)), "removed": int(len(gone))}}
+    with atomic_folder(out) as tmp:
+        np.save(tmp / "vectors.npy", vectors)
+        np.save(tmp / "ids.npy", ids)
+        faiss.write_index(ann, str(tmp / "ivf.faiss"))
+        write_json_atomic(tmp / "index.json", info)
+    _record(features_dir, manifest, layer, out, info)
+    if not quiet:
+        u = info["last_update"]
+        print(f"updated the {info['kind']} index of {str(features_dir)!r}: added {u['added']}, changed "
+              f"{u['changed']}, removed {u['removed']} ({len(vectors):,} rows)")
+    return SearchIndex(vectors, fs.paths, fs.labels, fs.class_names, fs.root, layer, "ivf", manifest, ann, ids=ids)
 
 
 def load_index(features_dir, *, layer: str | None = None, quiet: bool = True) -> SearchIndex:
@@ -192,6 +274,9 @@ def load_index(features_dir, *, layer: str | None = None, quiet: bool = True) ->
     except (OSError, ValueError):
         info = None
     if info is None or info.get("fingerprint") != fingerprint(manifest, layer):
+        updated = update_index(features_dir, layer=layer, info=info, quiet=quiet) if info is not None else None
+        if updated is not None:
+            return updated
         if info is not None and not quiet:
             print(f"The features in {features_dir} changed since the index was built; rebuilding it.")
         return build_index(features_dir, layer=layer, kind=info.get("kind", "auto") if info else "auto", quiet=quiet)
@@ -200,12 +285,15 @@ def load_index(features_dir, *, layer: str | None = None, quiet: bool = True) ->
     if len(vectors) != len(fs.paths):
         return build_index(features_dir, layer=layer, quiet=quiet)
     ann = _faiss().read_index(str(out / "ivf.faiss")) if info["kind"] == "ivf" else None
+    ids = np.load(out / "ids.npy") if info["kind"] == "ivf" and (out / "ids.npy").is_file() else None
     return SearchIndex(np.asarray(vectors), fs.paths, fs.labels, fs.class_names, fs.root, layer, info["kind"],
-                       manifest, ann)
+                       manifest, ann, ids=ids)
 
 
-def _build_ann(vectors: np.ndarray, kind: str, nlist: int | None, folder: Path, info: dict):
-    """The faiss IVF index of `vectors` for kind "ivf" (written into `folder`; `info` gets its nlist), else None."""
+def _build_ann(vectors: np.ndarray, kind: str, nlist: int | None, folder: Path, info: dict,
+               ids: np.ndarray | None = None):
+    """The faiss IVF index of `vectors` for kind "ivf" (written into `folder` with the rows' `ids`; `info` gets
+    its nlist), else None."""
     if kind != "ivf":
         return None
     faiss = _faiss()
@@ -215,7 +303,12 @@ def _build_ann(vectors: np.ndarray, kind: str, nlist: int | None, folder: Path, 
     ann = faiss.IndexIVFFlat(quantizer, vectors.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
     sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: max(nlist * 40, 10_000)]]
     ann.train(sample)
-    ann.add(vectors)
+    if ids is None:
+        ann.add(vectors)
+    else:
+        ann.add_with_ids(vectors, ids)
+        np.save(folder / "ids.npy", ids)
     faiss.write_index(ann, str(folder / "ivf.faiss"))
     info["nlist"] = nlist
+    info["trained_rows"] = len(vectors)
     return ann
