@@ -185,6 +185,36 @@ def test_explore_page_renders_in_a_real_browser(photo_features, tmp_path):
     assert "chelsea_mirror.png" in groups and "coffee_bright.jpg" in groups and 'class="note">1.000' in groups
 
 
+def test_explore_page_of_a_large_set_stays_small_and_loads_rows_on_demand(photo_features, tmp_path, monkeypatch):
+    """Above the inline limit: rows in data files beside the page, thumbnails linked to the images, the same views."""
+    browser = chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
+    import sys
+
+    monkeypatch.setattr(sys.modules["transferkit.search.explore"], "CHUNK", 4)  # 9 photos: three data files
+    page = explore(photo_features, tmp_path / "big.html", inline_limit=4)
+    files = sorted(p.name for p in (tmp_path / "big_files").iterdir())
+    assert files == ["rows-00000.js", "rows-00001.js", "rows-00002.js"]
+    text = page.read_text()
+    assert "data:image/jpeg;base64" not in text and len(text) < 20_000
+    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                        "--enable-logging=stderr", "--v=0", "--dump-dom",
+                        page.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = r.stdout
+    assert 'data-ready="1"' in dom and '<div id="errors" style="display:none"></div>' in dom, r.stderr[-2000:]
+    import re
+    from urllib.parse import unquote
+
+    sources = re.findall(r'<img[^>]* src="([^"]+)"', dom)
+    assert "Nearest to astronaut.png" in dom and len(sources) >= 9 + 8  # gallery + neighbours
+    assert all((tmp_path / unquote(src)).is_file() for src in sources)  # the images themselves, linked
+    assert 'data-points="9"' in dom and "Uncaught" not in r.stderr
+    # a smaller page of the same name later: one file again, the data folder gone
+    explore(photo_features, page)
+    assert not (tmp_path / "big_files").exists() and "data:image/jpeg;base64" in page.read_text()
+
+
 def test_explore_lists_only_real_outliers_in_one_pass(tmp_path, monkeypatch):
     import sys
 

@@ -6,12 +6,15 @@ import base64
 import html
 import io
 import json
+import os
+import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
 from ..errors import TransferkitError
-from ..files import write_text_atomic
+from ..files import atomic_folder, write_text_atomic
 from ..templates import render_template
 from .api import DEFAULT_THRESHOLD, group_pairs, rank_outliers, scan
 from .index import SearchIndex, load_index
@@ -40,12 +43,22 @@ def thumbnail(path: Path) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+INLINE_LIMIT = 2_000  # up to this many images everything is inside the page (thumbnails as data URLs)
+CHUNK = 1_000  # rows per data file beside the page of a larger set
+MAP_SAMPLE = 5_000  # points on the map at most (a seeded sample beyond that)
+SHOWN_GROUPS = 1_000  # near-duplicate groups listed on the page at most
+
+
 def explore(features, out, *, k: int = 8, threshold: float = DEFAULT_THRESHOLD, layer: str | None = None,
-            title: str | None = None) -> Path:
-    """Write one HTML file (no server, no network) to browse a feature set.
+            title: str | None = None, inline_limit: int = INLINE_LIMIT) -> Path:
+    """Write one HTML page (no server, no network) to browse a feature set.
 
     The page has a paged thumbnail gallery; for the selected image its `k` nearest neighbours; the
     near-duplicate groups (similarity >= `threshold`); the outliers; and a 2-D PCA map coloured by class.
+    Up to `inline_limit` images it is one self-contained file; above, it stays small: the rows (paths,
+    neighbours) go into `OUT_files/rows-NNNNN.js` beside it, loaded a page at a time, thumbnails are the image
+    files themselves (linked relative to the page; the browser loads only those shown), and the map shows a
+    sample of `MAP_SAMPLE`.
 
     Example:
     >>> explore("features/", "explore.html")  # doctest: +SKIP
@@ -61,30 +74,58 @@ def explore(features, out, *, k: int = 8, threshold: float = DEFAULT_THRESHOLD, 
     sims, rows, pairs = scan(index, max(k, k_odd), threshold)  # one pass: neighbours, duplicates, outliers
     groups = group_pairs(index, pairs, threshold)
     odd = rank_outliers(index, sims[:, :k_odd], top=min(50, n), fence=True) if n > 1 else []
-    sims, rows = sims[:, :k], rows[:, :k]
+    sims, rows = np.round(sims[:, :k], 4), rows[:, :k]
     row = {p: i for i, p in enumerate(index.paths)}
-    xy = project_2d(index.vectors) if n >= 2 else np.zeros((n, 2))
+    large = n > inline_limit
+    sample = np.sort(np.random.default_rng(0).choice(n, MAP_SAMPLE, replace=False)) if n > MAP_SAMPLE else np.arange(n)
+    xy = project_2d(index.vectors[sample]) if len(sample) >= 2 else np.zeros((len(sample), 2))
     span = np.ptp(xy, axis=0)
     xy = (xy - xy.min(axis=0)) / np.where(span > 0, span, 1)
     root = Path(index.root)
+    thumb = (lambda p: _link(root / p, out.parent)) if large else (lambda p: thumbnail(root / p))
+    labels = index.labels
+    shown = groups.groups[:SHOWN_GROUPS]
     data = {
         "title": title or f"{index.manifest.get('settings', {}).get('model', '')} {index.layer} — {root}",
-        "paths": index.paths,
-        "labels": index.labels.tolist() if index.labels is not None else None,
-        "classes": index.class_names,
-        "thumbs": [thumbnail(root / p) for p in index.paths],
-        "neighbours": rows.tolist(),
-        "similarities": np.round(sims, 4).tolist(),
-        "groups": [[[row[p], round(s, 4)] for p, s in g] for g in groups.groups],
+        "n": n, "classes": index.class_names, "threshold": threshold, "outlier_k": k_odd,
+        "groups": [[[row[p], round(s, 4)] for p, s in g] for g in shown], "groups_total": len(groups.groups),
         "outliers": [[row[p], round(s, 4)] for p, s in odd],
-        "xy": np.round(xy, 4).tolist(),
-        "threshold": threshold,
-        "outlier_k": k_odd,
+        "map": {"rows": sample.tolist(), "xy": np.round(xy, 4).tolist(),
+                "labels": labels[sample].tolist() if labels is not None else None},
     }
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    page = render_template("explore.html", TITLE=html.escape(data["title"]), DATA=payload)
+
+    def rows_of(a: int, b: int) -> dict:
+        return {"paths": index.paths[a:b], "labels": labels[a:b].tolist() if labels is not None else None,
+                "thumbs": [thumb(p) for p in index.paths[a:b]], "neighbours": rows[a:b].tolist(),
+                "similarities": sims[a:b].tolist()}
+
+    files = out.with_name(out.stem + "_files")
     try:
+        if large:
+            extra = {row[p] for g in shown for p, _ in g} | {row[p] for p, _ in odd}
+            data.update(chunk=CHUNK, chunks=files.name, extra=[
+                [i, index.paths[i], thumb(index.paths[i]), int(labels[i]) if labels is not None else None]
+                for i in sorted(extra)])
+            with atomic_folder(files) as tmp:
+                for c, a in enumerate(range(0, n, CHUNK)):
+                    payload = json.dumps(rows_of(a, min(n, a + CHUNK)), separators=(",", ":"))
+                    write_text_atomic(tmp / f"rows-{c:05d}.js", f"EXPLORE_ROWS({c},{a},{payload});\n")
+        else:
+            data.update(chunk=0, rows=rows_of(0, n))
+            if files.is_dir():
+                shutil.rmtree(files)  # the data files of an earlier, larger page of this name
+        payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+        page = render_template("explore.html", TITLE=html.escape(data["title"]), DATA=payload)
         write_text_atomic(out, page)
     except OSError as exc:
         raise TransferkitError(f"Cannot write {out}: {exc.strerror or exc}.") from None
     return out
+
+
+def _link(path: Path, page_folder: Path) -> str:
+    """A URL to the image file relative to the page (absolute file URL when on another drive)."""
+    try:
+        rel = os.path.relpath(path, page_folder)
+    except ValueError:
+        return path.resolve().as_uri()
+    return quote(rel.replace(os.sep, "/"))
