@@ -249,3 +249,26 @@ def test_audit_finds_flipped_digits_and_leaks_with_real_features(tmp_path):
     assert len(hits) >= 0.75 * len(flipped) and len(hits) >= 0.4 * len(labels), (len(hits), len(labels), len(flipped))
     leaks = {(f.other, f.path) for f in findings.of("leak")}
     assert set(planted.items()) <= leaks and len(leaks) <= len(planted) + 2
+
+
+def test_audit_of_vectors_from_elsewhere(tmp_path):
+    """An imported, labelled set is audited on its own vectors (no images on disk: no file checks)."""
+    import transferkit as tk
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 48)) * 3
+    true = np.repeat(np.arange(3), 80)
+    x = centres[true] + rng.normal(size=(240, 48))
+    x[6] = x[5] + 0.001 * rng.normal(size=48)  # two train rows: a duplicate
+    x[8] = x[9] + 0.001 * rng.normal(size=48)  # a validation row copied from a train row: a leak
+    given = true.copy()
+    flipped = [10, 30, 100, 130, 200, 230]
+    given[flipped] = (true[flipped] + 1) % 3
+    paths = [f"{'validation' if i % 4 == 0 else 'train'}/{i:03d}.jpg" for i in range(240)]
+    tk.save_features(tmp_path / "set", x, paths, labels=[["a", "b", "c"][g] for g in given])
+    findings = tk.audit(tmp_path / "set", tmp_path / "out", folds=5)
+    found = {f.path for f in findings.of("label")}
+    assert len(found & {paths[i] for i in flipped}) >= 5 and len(found) <= 8, found
+    assert [(f.path, f.other) for f in findings.of("duplicate")] == [(paths[6], paths[5])]
+    assert [(f.path, f.other) for f in findings.of("leak")] == [(paths[8], paths[9])]
+    assert findings.counts()["unreadable"] == 0 and findings.summary["model"] == "imported"

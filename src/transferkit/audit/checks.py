@@ -128,7 +128,7 @@ def near_duplicate_pairs(index: SearchIndex, thumbs: np.ndarray, neighbours: tup
     decide."""
     sims, rows = neighbours
     n = len(index)
-    a, b = pixel_pairs(thumbs)
+    a, b = pixel_pairs(thumbs) if thumbs is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if sims.shape[1]:
         median = float(np.median(sims[:, 0]))
         standout = max(threshold, median + 0.75 * (1 - median))

@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from ..backbones.registry import DEFAULT_MODEL, get_backbone, with_crop
-from ..data.folder import index_images
+from ..data.folder import ImageIndex, index_images
 from ..data.folds import stratified_folds
 from ..errors import TransferkitError, check_positive_int
 from ..extract.cache import cached_features
+from ..extract.store import load_features, read_manifest
+from ..extract.writer import MANIFEST
 from ..files import write_json_atomic, write_text_atomic
 from ..search.api import DEFAULT_THRESHOLD
-from ..train.data import labelled_pool
+from ..train.data import VALIDATION_NAMES, labelled_pool
 from .checks import (image_checks, imbalance_findings, label_findings, out_of_fold_probabilities, search_index,
                      similarity_findings)
 from .findings import AuditFindings, Finding
@@ -45,6 +47,24 @@ def labelled_images(data):
     return index, split, lambda c: f"{prefix}{index.class_names[c]}/"
 
 
+def _feature_set(data):
+    """(index, split per row, class folder of a class) of a labelled feature folder; None for anything else."""
+    folder = Path(os.path.expanduser(str(data)))
+    if not (folder / MANIFEST).is_file():
+        return None
+    manifest = read_manifest(folder)
+    fs = load_features(folder, layers=[])
+    if fs.labels is None or len(fs.class_names) < 2:
+        raise TransferkitError(f"The feature set {str(folder)!r} has no labels of 2 or more classes: the audit checks "
+                               "labels. Extract a folder of class sub-folders, or import with --labels.")
+    root = Path(manifest.get("root") or ".")
+    index = ImageIndex(root, list(fs.paths), fs.labels, list(fs.class_names))
+    names = {p.split("/", 1)[0] for p in fs.paths}
+    split = ([("validation" if p.split("/", 1)[0] in VALIDATION_NAMES else p.split("/", 1)[0]) for p in fs.paths]
+             if "train" in names and names & set(VALIDATION_NAMES) else [""] * len(fs.paths))
+    return index, split, lambda c: ""
+
+
 def audit(data, out="audit", *, model: str = DEFAULT_MODEL, folds: int = 5, input_size: int | None = None,
           crop="model", weights="imagenet", precision: str = "auto", threshold: float = DEFAULT_THRESHOLD,
           min_size: int = 32, runs_root="runs", seed: int = 0, write_csv=None, relabel: bool = False,
@@ -56,7 +76,9 @@ def audit(data, out="audit", *, model: str = DEFAULT_MODEL, folds: int = 5, inpu
     train), near-duplicates within a split, outliers, class imbalance, and unreadable, tiny or one-colour images.
 
     Args:
-        data: a `train/ validation/ <class>/` folder, a plain `<class>/` folder, or a `path,label` CSV.
+        data: a `train/ validation/ <class>/` folder, a plain `<class>/` folder, a `path,label` CSV, or a labelled
+            feature folder (extracted, or vectors from elsewhere via `save_features`: its own vectors are audited;
+            the file checks and thumbnail matching run only when its images are on disk).
         out: folder for `issues.csv`, `audit.html` and `summary.json` (created).
         model, input_size, crop, weights, precision: the features, as for `extract` (cached in
             `runs_root/.feature-cache`, shared with `train --strategy features` on the same images).
@@ -80,28 +102,42 @@ def audit(data, out="audit", *, model: str = DEFAULT_MODEL, folds: int = 5, inpu
                                f"Received: threshold={threshold!r}")
     check_positive_int("min_size", min_size)
     spec = with_crop(get_backbone(model), crop)
-    index, split, folder_of = labelled_images(data)
-    stratified_folds(index.labels, folds, seed, index.class_names)  # every class has >= k images, before any work
-    out = _output_folder(out)
-    findings, thumbs = image_checks(index, split, min_size=min_size)
-    fs = cached_features(Path(runs_root) / ".feature-cache", index, model=spec.name, layer=spec.default_layer,
-                         pooling=None, input_config=spec.input_config(input_size), weights=weights,
-                         precision=precision, batch_size=batch_size, quiet=quiet)
+    given_set = _feature_set(data)
+    if given_set is not None:  # a feature folder (extracted, or imported with labels): its own vectors
+        index, split, folder_of = given_set
+        fs = load_features(data)
+        stratified_folds(index.labels, folds, seed, index.class_names)
+        out = _output_folder(out)
+        readable = all(os.path.isfile(index.absolute(i)) for i in range(len(index)))
+        findings, thumbs = image_checks(index, split, min_size=min_size) if readable else ([], None)
+        model_name = fs.manifest["settings"].get("model", "imported")
+    else:
+        index, split, folder_of = labelled_images(data)
+        stratified_folds(index.labels, folds, seed, index.class_names)  # every class has >= k images, first
+        out = _output_folder(out)
+        findings, thumbs = image_checks(index, split, min_size=min_size)
+        fs = cached_features(Path(runs_root) / ".feature-cache", index, model=spec.name, layer=spec.default_layer,
+                             pooling=None, input_config=spec.input_config(input_size), weights=weights,
+                             precision=precision, batch_size=batch_size, quiet=quiet)
+        model_name = spec.name
     known = {f.path for f in findings if f.issue == "unreadable"}
     row = {p: i for i, p in enumerate(index.paths)}
     for s in fs.skipped:  # a file the checks could read but extraction could not
-        if s["path"] not in known:
+        if s["path"] not in known and s["path"] in row:
             i = row[s["path"]]
             findings.append(Finding(s["path"], split[i], "unreadable", 1.0, index.class_names[index.labels[i]],
                                     other=s["reason"]))
     rows = np.array([row[p] for p in fs.paths], dtype=np.int64)
     sub = index.subset(rows)
     sub_split = [split[i] for i in rows]
+    if len(fs.features) != 1:
+        raise TransferkitError(f"{str(data)!r} holds several layers {list(fs.features)}; audit one: extract it "
+                               "alone, or audit the image folder.")
     x = fs.matrix.reshape(len(rows), -1).astype(np.float32)
     probs = out_of_fold_probabilities(x, sub.labels, folds, seed, index.class_names)
     findings += label_findings(sub.paths, sub_split, sub.labels, probs, index.class_names)
-    findings += similarity_findings(search_index(sub, x), sub_split, np.stack([thumbs[p] for p in sub.paths]),
-                                    threshold)
+    findings += similarity_findings(search_index(sub, x), sub_split,
+                                    np.stack([thumbs[p] for p in sub.paths]) if thumbs else None, threshold)
     findings += imbalance_findings(index.labels, index.class_names, folder_of)
     assigned = stratified_folds(sub.labels, folds, seed, index.class_names)
     correct = np.argmax(probs, axis=1) == sub.labels
@@ -111,8 +147,8 @@ def audit(data, out="audit", *, model: str = DEFAULT_MODEL, folds: int = 5, inpu
         "data": str(Path(data).resolve()),
         "images": len(index), "classes": {n: int(c) for n, c in zip(index.class_names, np.bincount(
             index.labels, minlength=len(index.class_names)))},
-        "model": spec.name, "input": spec.input_config(input_size).to_dict(), "precision": fs.manifest.get(
-            "settings", {}).get("precision", precision), "folds": folds, "threshold": threshold,
+        "model": model_name, "input": fs.manifest["settings"].get("input"), "precision": fs.manifest.get(
+            "settings", {}).get("precision", "n/a"), "folds": folds, "threshold": threshold,
         "counts": result.counts(), "flagged_images": len(result.flagged()),
         "out_of_fold_accuracy": per_fold, "out_of_fold_accuracy_mean": float(np.mean(per_fold)),
         "out_of_fold_accuracy_std": float(np.std(per_fold, ddof=1)),
