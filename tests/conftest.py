@@ -97,6 +97,13 @@ def flat_folder(tmp_path):
     return root
 
 
+def chromium():
+    """The system's Chromium (scripts/test.sh installs Debian's), or None."""
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
 def run_cli(*args, env=None, timeout=300):
     """Run `transferkit` (with the tiny backbone registered) in a fresh process."""
     full_env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -7,12 +7,12 @@ import csv
 import hashlib
 import io
 import json
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
+from conftest import chromium
 from transferkit.audit import COLUMNS, audit
 from transferkit.audit.checks import label_findings, out_of_fold_probabilities, pixel_pairs
 
@@ -184,10 +184,6 @@ def test_audit_bad_input_is_one_line(tmp_path, cli, case, expected):
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in r.stderr, r.stderr
     if case == "few":
         assert "'rare'" in lines[0]
-
-
-def chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
 def test_audit_page_renders_in_a_real_browser(flawed, tmp_path):

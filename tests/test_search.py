@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 import transferkit as tk
+from conftest import chromium
 from transferkit.errors import TransferkitError
 from transferkit.search import build_index, duplicates, explore, load_index, outliers, similar
 
@@ -157,10 +158,6 @@ def test_cli_similar_duplicates_index_explore(cli, tmp_path, image_folder):
     assert r.returncode == 0 and (tmp_path / "x.html").stat().st_size > 1000
     r = cli("duplicates", image_folder)
     assert r.returncode == 1 and "is not a transferkit feature folder" in r.stderr
-
-
-def chromium():
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
 def test_explore_page_renders_in_a_real_browser(photo_features, tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 from ..data.folder import ImageIndex
 from ..errors import TransferkitError, plural, settings_diff
 from ..files import write_json_atomic
-from .writer import MANIFEST, SHARD_PATTERN, file_stats, shard_name, write_shard
+from .writer import MANIFEST, SHARD_PATTERN, file_stats, write_shard
 
 UPDATE_KEYS = ("files", "images")  # the settings an update may change: the file list and its length
 STAGING = ".update"  # the extraction of new and changed files, inside the set's folder (resumable)
