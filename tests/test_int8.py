@@ -103,3 +103,22 @@ def test_cli_int8(cli, image_folder, tmp_path):
             env={"TRANSFERKIT_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr
     assert "(int8, openvino" in r.stdout
+
+
+def test_update_of_an_int8_set_runs_the_sets_own_quantised_model(image_folder, tmp_path, monkeypatch):
+    """New images of an int8 set go through the model quantised on the set's images, not a new calibration."""
+    from conftest import make_image
+    from transferkit.extract.runner import extract_like
+
+    out = tmp_path / "i8"
+    tk.extract(image_folder, out, precision="int8", calibration=6, **SMALL)
+    rng = np.random.default_rng(9)
+    new = [make_image(image_folder / "cats" / f"new{i}.png", rng, size=(44, 40), kind="pattern") for i in range(2)]
+    calls = []
+    real = tk_ov._quantize
+    monkeypatch.setattr(tk_ov, "_quantize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fs = tk.extract(image_folder, out, update=True, precision="int8", calibration=6, **SMALL)
+    assert fs.manifest["updates"][-1]["added"] == 2 and len(fs) == 14 and not calls
+    like = extract_like(fs.manifest, new, tmp_path / "like")
+    rows = [fs.paths.index(f"cats/new{i}.png") for i in range(2)]
+    np.testing.assert_allclose(fs.matrix[rows], like.matrix, atol=1e-6)

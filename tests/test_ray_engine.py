@@ -126,3 +126,19 @@ def test_int8_on_ray_matches_int8_locally(folder, tmp_path, ray_env, monkeypatch
     assert distributed.paths == local.paths and distributed.manifest["settings"]["runtime"] == "openvino"
     for name in ("block2_pool", "avg_pool"):
         np.testing.assert_allclose(distributed.features[name], local.features[name], rtol=1e-5, atol=1e-6)
+
+
+def test_update_with_the_ray_engine_equals_a_fresh_local_extraction(folder, tmp_path, ray_env):
+    out = tmp_path / "out"
+    tk.extract(folder, out, **COMMON)
+    rng = np.random.default_rng(3)
+    for i in range(20):
+        make_image(folder / "a" / f"new{i:02d}.png", rng, size=(24, 24))
+    os.remove(folder / "b" / "000.png")
+    fs = tk.extract(folder, out, engine="ray", workers=2, update=True, **COMMON)
+    assert {k: fs.manifest["updates"][-1][k] for k in ("added", "changed", "removed")} == \
+        {"added": 20, "changed": 0, "removed": 1}
+    fresh = tk.extract(folder, tmp_path / "fresh", **COMMON)
+    assert fs.paths == fresh.paths and [s["path"] for s in fs.skipped] == ["a/bad.png"]
+    for name in fresh.features:
+        np.testing.assert_allclose(fs.features[name], fresh.features[name], atol=1e-5)
