@@ -209,13 +209,19 @@ def main():
     ap.add_argument("--growing", action="store_true",
                     help="only the growing-collection numbers: duplicates at --rows (and their recall against "
                          "exact at --duplicates-rows), and the index after 1 %% of --rows changed")
+    ap.add_argument("--parts", default="recall,update,duplicates",
+                    help="with --growing: which of recall, update, duplicates (comma-separated)")
     ap.add_argument("--workdir", type=Path, default=Path("bench-search"))
     args = ap.parse_args()
     if args.growing:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        duplicates_recall(args.duplicates_rows, args.dim)
-        update_vs_rebuild(args.rows, args.dim, 0.01, args.workdir)
-        duplicates_at_scale(args.rows, args.dim, 2000, args.workdir)
+        parts = args.parts.split(",")
+        if "recall" in parts:
+            duplicates_recall(args.duplicates_rows, args.dim)
+        if "update" in parts:
+            update_vs_rebuild(args.rows, args.dim, 0.01, args.workdir)
+        if "duplicates" in parts:
+            duplicates_at_scale(args.rows, args.dim, 2000, args.workdir)
         return
     print(f"{'engine':<38}{'build s':>9}{'p50 ms':>9}{'p99 ms':>9}{'recall@10':>11}{'peak MiB':>10}")
     for name, build, p50, p99, rec, mem in run(args.rows, args.dim, args.queries, args.hnsw_rows):

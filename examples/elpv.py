@@ -1,6 +1,6 @@
 """The ELPV solar-cell benchmark (Deitsch et al., Solar Energy 2019) with transferkit, next to the paper's table.
 
-    python examples/elpv.py [--task 4class|binary|both] [--strategies linear,features,finetune] [--quick]
+    python examples/elpv.py [--task 4class|binary|both] [--strategies linear,features,finetune] [--seeds 3] [--quick]
 
 2,624 electroluminescence images of solar cells (300 × 300 greyscale), each with an expert's defect probability
 0, 1/3, 2/3 or 1, from the PyPI package `elpv-dataset` (data licence CC BY-NC-SA 4.0: used here, never copied
@@ -160,8 +160,9 @@ RECIPES = {
 
 
 def run_table(data: Path, *, task: str, strategies, model: str, input_size: int | None, runs: Path, quick=False,
-              **overrides) -> list[dict]:
-    """Train each recipe on one task's folder; return rows of accuracy and wall time."""
+              seeds: int = 1, **overrides) -> list[dict]:
+    """Train each recipe on one task's folder (`seeds` > 1: that many seeds each, mean ± std); return rows of
+    accuracy, its standard deviation over the seeds and wall time."""
     import transferkit as tk
     from transferkit.train import Augmentation
 
@@ -173,31 +174,37 @@ def run_table(data: Path, *, task: str, strategies, model: str, input_size: int 
             options["augmentation"] = Augmentation(**options["augmentation"])
         if quick:
             options.update(epochs=min(options.get("epochs", 30), 3), finetune_epochs=1)
-        if options.get("init_from") in RECIPES:  # another recipe's run of this task
+        if seeds > 1:
+            options["seeds"] = seeds
+        if options.get("init_from") in RECIPES:  # another recipe's run of this task (its first seed's run)
             start = Path(runs) / f"{task}-{options['init_from']}-{model}"
             if not (start / "metrics.json").is_file():
                 rows += run_table(data, task=task, strategies=[options["init_from"]], model=model,
-                                  input_size=input_size, runs=runs, quick=quick, **overrides)
-            options["init_from"] = start
+                                  input_size=input_size, runs=runs, quick=quick, seeds=seeds, **overrides)
+            options["init_from"] = start / f"seed-{overrides.get('seed', 0)}" if seeds > 1 else start
         t = time.perf_counter()
         result = tk.train(data, model=model, strategy=strategy, input_size=input_size, runs_root=runs,
                           name=f"{task}-{name}-{model}", overwrite=True, **options)
         seconds = time.perf_counter() - t
-        rows.append({"task": task, "recipe": name, "model": model, "accuracy": result.metrics["accuracy"],
-                     "seconds": seconds, "run": str(result.run_dir)})
-        if strategy != "features":  # test-time augmentation: the same run, averaged over the orientations it learnt
+        members = [r.run_dir for r in result.runs] if seeds > 1 else [result.run_dir]
+        accuracy = result.metrics["accuracy_mean" if seeds > 1 else "accuracy"]
+        rows.append({"task": task, "recipe": name, "model": model, "accuracy": accuracy,
+                     "std": result.metrics.get("accuracy_std"), "seconds": seconds, "run": str(result.run_dir)})
+        if strategy != "features":  # test-time augmentation: the same runs, averaged over the orientations learnt
             tta = "dihedral" if getattr(options.get("augmentation"), "rot90", False) else "flips"
-            views = tk.evaluate(result.run_dir, Path(data) / "validation", tta=tta)
-            rows.append({**rows[-1], "recipe": f"{name} + TTA {tta}", "accuracy": views["accuracy"]})
+            views = [tk.evaluate(run, Path(data) / "validation", tta=tta)["accuracy"] for run in members]
+            rows.append({**rows[-1], "recipe": f"{name} + TTA {tta}", "accuracy": float(np.mean(views)),
+                         "std": float(np.std(views, ddof=1)) if len(views) > 1 else None})
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'task':<8}{'recipe':<42}{'val. accuracy':>14}{'wall time':>11}")
+    print(f"{'task':<8}{'recipe':<42}{'val. accuracy':>18}{'wall time':>11}")
     for r in rows:
-        print(f"{r['task']:<8}{r['recipe'] + ' (' + r['model'] + ')':<42}{r['accuracy']:>14.1%}{r['seconds']:>10.0f}s")
+        acc = f"{r['accuracy']:.1%}" + (f" ± {r['std']:.1%}" if r.get("std") is not None else "")
+        print(f"{r['task']:<8}{r['recipe'] + ' (' + r['model'] + ')':<42}{acc:>18}{r['seconds']:>10.0f}s")
     for label, acc in PAPER.items():
-        print(f"{'paper':<8}{label:<42}{acc:>14.1%}{'':>11}")
+        print(f"{'paper':<8}{label:<42}{acc:>18.1%}{'':>11}")
 
 
 def main(argv=None) -> int:
@@ -212,6 +219,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--input-size", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1, help="train each recipe with this many seeds (--seed, "
+                    "--seed+1, ...) and report the mean ± std (default: 1)")
     ap.add_argument("--prepare-only", action="store_true", help="write the split folders and stop")
     ap.add_argument("--quick", action="store_true", help="a few epochs only (a smoke run, not the benchmark)")
     args = ap.parse_args(argv)
@@ -229,7 +238,7 @@ def main(argv=None) -> int:
     rows = []
     for task, folder in folders.items():
         rows += run_table(folder, task=task, strategies=strategies, model=args.model, input_size=args.input_size,
-                          runs=args.runs, quick=args.quick, seed=args.seed)
+                          runs=args.runs, quick=args.quick, seed=args.seed, seeds=args.seeds)
     print_table(rows)
     return 0
 

@@ -86,3 +86,18 @@ def test_finetune_recipe_starts_from_the_features_run(tmp_path):
     config = json.loads((tmp_path / "runs" / "binary-finetune-tiny_test" / "config.json").read_text())
     assert config["init_from"].endswith("binary-features-tiny_test") and config["crop"] == "none"
     assert config["augmentation"]["rot90"] and config["augmentation"]["vertical_flip"]
+
+
+def test_table_with_seeds_gives_mean_and_std(tmp_path, capsys):
+    ex = load_example("elpv")
+    data = ex.prepare(ex.Source(fake_wheel(tmp_path / "w.whl")), tmp_path / "data", "binary")
+    rows = ex.run_table(data, task="binary", strategies=["finetune"], model="tiny_test", input_size=None,
+                        runs=tmp_path / "runs", quick=True, seeds=2, weights="none", precision="bfloat16",
+                        unfreeze_blocks=1)
+    assert [r["recipe"] for r in rows] == ["features", "finetune", "finetune + TTA dihedral"]
+    metrics = json.loads((tmp_path / "runs" / "binary-finetune-tiny_test" / "metrics.json").read_text())
+    assert [e["seed"] for e in metrics["seeds"]] == [0, 1] and rows[1]["std"] == metrics["accuracy_std"]
+    config = json.loads((tmp_path / "runs" / "binary-finetune-tiny_test" / "seed-1" / "config.json").read_text())
+    assert config["init_from"].endswith("binary-features-tiny_test/seed-0")
+    ex.print_table(rows)
+    assert " ± " in capsys.readouterr().out
