@@ -23,8 +23,8 @@ def register(sub):
     default = {name: p.default for name, p in inspect.signature(audit).parameters.items()}
     p = add_command(sub, "audit", help="Find label issues, train/validation leaks, near-duplicates, outliers and "
                     "bad files in a labelled image folder.", examples=EXAMPLES, run=run)
-    p.add_argument("data", metavar="DATA", help="train/ validation/ <class>/ folder, a <class>/ folder, or a "
-                   "path,label CSV")
+    p.add_argument("data", metavar="DATA", help="train/ validation/ <class>/ folder, a <class>/ folder, a "
+                   "path,label CSV, or a labelled feature folder (extracted or imported)")
     p.add_argument("-o", "--output", default=default["out"], metavar="DIR",
                    help=f"folder for issues.csv, audit.html, summary.json (default: {default['out']})")
     add_model(p)
