@@ -70,6 +70,8 @@ def test_train_folds_reports_mean_and_std_and_extracts_once(data, tmp_path, cli)
     assert cli("report", run).returncode == 0 and (run / "report.html").is_file()
     assert tk.evaluate(run / "fold-2", find_splits(data, folds=3, fold=2).validation)["n"] == \
         metrics["folds"][1]["n"]
+    r = cli("predict", run, data / "validation")
+    assert r.returncode == 1 and "fold-1" in r.stderr.strip().splitlines()[0]
 
 
 def test_train_seeds_repeats_the_split_and_resumes(data, tmp_path):

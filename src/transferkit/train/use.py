@@ -54,6 +54,11 @@ def load_run(run_or_model, *, unsafe: bool = False):
     """
     path = Path(run_or_model)
     model_file = path / "model.keras" if path.is_dir() else path
+    members = sorted(p.name for p in path.glob("fold-*") if (p / "model.keras").is_file()) + sorted(
+        p.name for p in path.glob("seed-*") if (p / "model.keras").is_file()) if path.is_dir() else []
+    if path.is_dir() and not model_file.is_file() and members:
+        raise TransferkitError(f"{str(path)!r} holds {len(members)} runs (k folds or seeds), each with its own model; "
+                               f"pass one of them, e.g. {str(path / members[0])!r}.")
     if path.is_dir() and not model_file.is_file():
         raise TransferkitError(f"{str(path)!r} is not a finished run folder: it has no model.keras (train it to the "
                                "end, or pass another run).")
