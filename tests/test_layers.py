@@ -24,6 +24,7 @@ LAYERS = [
     {"transferkit.viz"},
     {"transferkit.train"},
     {"transferkit.audit"},
+    {"transferkit.serve"},
     {"transferkit.pictures", "transferkit.demo", "transferkit.cli"},
 ]
 

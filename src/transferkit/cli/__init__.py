@@ -9,10 +9,10 @@ import traceback
 
 from ..errors import TransferkitError
 from . import (audit, demo, duplicates, evaluate, explore, export, extract, import_features, index, layers, lr_find,
-               models, predict, predict_imagenet, report, similar, train, viz)
+               models, predict, predict_imagenet, report, serve, similar, train, viz)
 
 COMMANDS = [models, layers, extract, predict_imagenet, train, lr_find, predict, evaluate, export, report, audit,
-            similar, duplicates, explore, index, import_features, viz, demo]
+            similar, duplicates, explore, index, import_features, serve, viz, demo]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -93,12 +93,14 @@ class InputConfig:
         return PREPROCESSING[self.preprocessing]
 
     def load(self, path) -> np.ndarray:
-        """Decode one file into the model's (size, size, 3) uint8 RGB input, before preprocessing.
+        """Decode one file (a path, or an open binary file such as an upload's bytes in `io.BytesIO`) into the
+        model's (size, size, 3) uint8 RGB input, before preprocessing.
 
         Raises:
             DecodeError: the file is not a readable image.
         """
-        return load_image(str(path), self.size, crop_fraction=self.crop_fraction, resample=self.resample)
+        source = path if hasattr(path, "read") else str(path)
+        return load_image(source, self.size, crop_fraction=self.crop_fraction, resample=self.resample)
 
     def preprocess(self, pixels: np.ndarray) -> np.ndarray:
         """RGB 0–255 pixels (..., 3) → what the bare backbone takes (float32), with NumPy."""

@@ -20,6 +20,7 @@ from ..data.input_config import InputConfig
 from ..errors import TransferkitError, check_one_of, check_positive_int, settings_diff
 from ..files import write_json_atomic
 from .engines import ENGINES, EngineJob
+from .extractor import make_extractor
 from .openvino import DEFAULT_CALIBRATION, RUNTIMES
 from .store import FeatureSet, input_config_of, load_features, read_manifest
 from .update import check_updatable, update_set
@@ -235,6 +236,21 @@ def _finish(out: Path, format: str, load: bool, index) -> FeatureSet:
     return load_features(out)
 
 
+def _set_weights(manifest: dict):
+    """The weights argument that made a feature set (a changed weights file is refused), after refusing an
+    imported set, whose vectors no model here can make."""
+    settings = manifest["settings"]
+    if settings.get("imported"):
+        raise TransferkitError("This feature set was imported from elsewhere, so new images cannot be extracted "
+                               "like it; query it with paths of its own rows.")
+    identity = settings["weights"]
+    weights = identity.get("path") if identity.get("kind") == "file" else identity.get("kind")
+    if identity.get("kind") == "file" and weights_identity(weights) != identity:
+        raise TransferkitError(f"The weights file {weights} of this feature set has changed since it was extracted; "
+                               "new images would not be comparable. Extract the set again.")
+    return weights
+
+
 def extract_like(manifest: dict, images, out, *, layers=None, quiet: bool = True, batch_size: int = 32) -> FeatureSet:
     """Extract `images` exactly as the feature set of `manifest` was extracted: the same model, weights, layers,
     pooling, input configuration, precision and runtime (int8: the set's own quantised model).
@@ -249,20 +265,37 @@ def extract_like(manifest: dict, images, out, *, layers=None, quiet: bool = True
     >>> fs = extract_like(read_manifest("features/"), ["new_cat.jpg"], "/tmp/q")  # doctest: +SKIP
     """
     settings = manifest["settings"]
-    if settings.get("imported"):
-        raise TransferkitError("This feature set was imported from elsewhere, so new images cannot be extracted "
-                               "like it; query it with paths of its own rows.")
-    identity = settings["weights"]
-    weights = identity.get("path") if identity.get("kind") == "file" else identity.get("kind")
-    if identity.get("kind") == "file" and weights_identity(weights) != identity:
-        raise TransferkitError(f"The weights file {weights} of this feature set has changed since it was extracted; "
-                               "new images would not be comparable. Extract the set again.")
+    weights = _set_weights(manifest)
     runtime = settings.get("runtime", "keras")
     return extract(images, out, model=settings["model"], layers=list(layers or settings["layers"]),
                    pooling=settings["pooling"], input_config=input_config_of(manifest), weights=weights,
                    precision=settings["precision"], seed=settings.get("seed") or 0, runtime=runtime,
                    openvino_like=manifest.get("openvino") if runtime == "openvino" else None,
                    batch_size=batch_size, quiet=quiet)
+
+
+def extractor_like(manifest: dict, *, layers=None, batch_size: int = 32):
+    """An in-memory `Extractor` that turns decoded images into features exactly as the set of `manifest` was
+    extracted (as `extract_like`, without a folder): for a server answering one image at a time.
+
+    Returns:
+        (extractor, input_config): call `extractor(uint8 batch)` → {layer: array}; `input_config.load(file)`
+        decodes an upload as the set's images were.
+    """
+    settings = manifest["settings"]
+    weights = _set_weights(manifest)
+    config = input_config_of(manifest)
+    spec = with_input(get_backbone(settings["model"]), config)
+    runtime = settings.get("runtime", "keras")
+    fm = build_feature_model(spec, list(layers or settings["layers"]), pooling=settings["pooling"],
+                             input_size=config.size, weights=weights, seed=settings.get("seed") or 0,
+                             precision="float32" if runtime == "openvino" else settings["precision"])
+    ov_model = None
+    if runtime == "openvino":
+        from .openvino import prepare
+
+        ov_model, _ = prepare(fm, precision=settings["precision"], weights=weights, like=manifest.get("openvino"))
+    return make_extractor(fm, batch_size, ov_model, settings["precision"]), config
 
 
 def _check_runtime(runtime: str | None, precision: str) -> str:

@@ -1,0 +1,48 @@
+"""`transferkit serve`: a trained classifier and a feature set behind an HTTP API and an upload page."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ._options import add_command, import_keras
+
+EXAMPLES = """  transferkit serve runs/lite0-features                      # http://127.0.0.1:8000/ (docs at /docs)
+  transferkit serve runs/lite0-features --features features/ # also /similar and /embed
+  curl -F file=@cat.jpg http://127.0.0.1:8000/predict
+
+Binds to 127.0.0.1 unless --host says otherwise. Bad uploads get a 4xx JSON naming the problem; a full queue
+a 503 with Retry-After.
+"""
+
+
+def register(sub):
+    from ..serve.app import Limits
+
+    d = {f.name: f.default for f in fields(Limits)}
+    p = add_command(sub, "serve", help="Serve a trained run (and a feature set) over HTTP: /predict, /similar, "
+                    "/embed, an upload page.", examples=EXAMPLES, run=run)
+    p.add_argument("run_dir", metavar="RUN", nargs="?", default=None, help="a finished run folder (or .keras file)")
+    p.add_argument("--features", default=None, metavar="DIR", help="a feature folder for /similar and /embed")
+    p.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="(default: 8000)")
+    p.add_argument("--max-batch", type=int, default=d["max_batch"], help=f"images per model call (default: "
+                   f"{d['max_batch']})")
+    p.add_argument("--max-wait-ms", type=float, default=d["max_wait_ms"],
+                   help=f"how long a batch waits for more images (default: {d['max_wait_ms']:g})")
+    p.add_argument("--max-queue", type=int, default=d["max_queue"],
+                   help=f"images waiting before 503 (default: {d['max_queue']})")
+    p.add_argument("--max-upload-mb", type=float, default=d["max_upload_bytes"] / 2 ** 20,
+                   help=f"largest upload (default: {d['max_upload_bytes'] // 2 ** 20})")
+    p.add_argument("--timeout", type=float, default=d["timeout_s"], help=f"seconds per request (default: "
+                   f"{d['timeout_s']:g})")
+    p.add_argument("--quiet", "-q", action="store_true", help="no access log")
+
+
+def run(args) -> int:
+    import_keras()
+    from ..serve.app import Limits, serve
+
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2 ** 20), timeout_s=args.timeout,
+                    max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
+    serve(args.run_dir, features=args.features, host=args.host, port=args.port, limits=limits, quiet=args.quiet)
+    return 0

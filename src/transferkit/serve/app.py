@@ -1,0 +1,187 @@
+"""The HTTP API: `create_app(run, features=...)` → a FastAPI app with /predict, /embed, /similar, /health and an
+upload page; decoding in threads, the model behind a micro-batcher, bad uploads answered with 4xx JSON.
+
+(No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at runtime.)"""
+
+
+import asyncio
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._version import __version__
+from ..data.decode import MAX_PIXELS, DecodeError, load_image
+from ..errors import TransferkitError
+from .batcher import MicroBatcher, QueueFull
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server."""
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = MAX_PIXELS
+    max_files: int = 16
+    timeout_s: float = 30.0
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_queue: int = 256
+    top: int = 5
+
+
+class BadUpload(Exception):
+    """An upload the server will not run: `status` (4xx) and a message naming the file and the fix."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(run=None, *, features=None, limits: Limits = Limits()):
+    """The FastAPI app serving a trained run (`run`) and/or a feature set (`features`).
+
+    Example:
+    >>> app = create_app("runs/lite0-features", features="features/")  # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)
+    """
+    try:
+        from fastapi import FastAPI, File, Request, UploadFile
+        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+        from starlette.concurrency import run_in_threadpool
+    except ImportError:
+        raise TransferkitError("transferkit serve needs FastAPI and uvicorn: pip install 'transferkit[serve]'.") from None
+    from contextlib import asynccontextmanager
+
+    from ..templates import render_template
+    from .models import Classifier, Embedder
+
+    if run is None and features is None:
+        raise TransferkitError("Pass a run folder to serve its classifier, --features DIR to serve a feature set, "
+                               "or both.")
+    classifier = Classifier(run, batch_size=limits.max_batch) if run is not None else None
+    embedder = Embedder(features, batch_size=limits.max_batch) if features is not None else None
+    batchers = {name: MicroBatcher(fn, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms,
+                                   max_queue=limits.max_queue)
+                for name, fn in (("predict", classifier), ("embed", embedder)) if fn is not None}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        for b in batchers.values():
+            await b.start()
+        yield
+        for b in batchers.values():  # drain what is in flight
+            await b.stop()
+
+    app = FastAPI(title="transferkit", version=__version__, lifespan=lifespan,
+                  description="Class probabilities, feature vectors and similar images of uploaded images.")
+
+    @app.exception_handler(BadUpload)
+    async def bad_upload(request: Request, exc: BadUpload):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, exc: QueueFull):
+        return JSONResponse({"error": f"The server is busy ({limits.max_queue} images waiting); retry shortly."},
+                            status_code=503, headers={"Retry-After": "1"})
+
+    async def decode(upload, config) -> np.ndarray:
+        name = upload.filename or "upload"
+        data = await upload.read(limits.max_upload_bytes + 1)
+        if len(data) > limits.max_upload_bytes:
+            raise BadUpload(413, f"{name}: larger than {limits.max_upload_bytes // (1024 * 1024)} MiB; send a "
+                                 "smaller image.")
+        if not data:
+            raise BadUpload(400, f"{name}: the file is empty.")
+
+        def run_decode():
+            return load_image(io.BytesIO(data), config.size, crop_fraction=config.crop_fraction,
+                              resample=config.resample, max_pixels=limits.max_pixels)
+
+        try:
+            return await run_in_threadpool(run_decode)
+        except DecodeError as exc:
+            status = 413 if "decompression bomb" in exc.reason else 415 if "not an image" in exc.reason else 400
+            raise BadUpload(status, f"{name}: {exc.reason}.") from None
+
+    async def run_model(kind: str, image: np.ndarray):
+        try:
+            return await asyncio.wait_for(batchers[kind].submit(image), limits.timeout_s)
+        except asyncio.TimeoutError:
+            raise QueueFull() from None
+
+    def need(kind: str):
+        if kind not in batchers:
+            what = "a run folder (transferkit serve RUN)" if kind == "predict" else "--features DIR"
+            raise BadUpload(404, f"This server has no {'classifier' if kind == 'predict' else 'feature set'}; "
+                                 f"start it with {what}.")
+
+    def check_count(files):
+        if len(files) > limits.max_files:
+            raise BadUpload(413, f"{len(files)} files in one request; send at most {limits.max_files}.")
+
+    @app.post("/predict", summary="Class probabilities of one or more images (multipart field `file`)")
+    async def predict(file: list[UploadFile] = File(...)):
+        need("predict")
+        check_count(file)
+        images = [await decode(f, classifier.input) for f in file]
+        probs = await asyncio.gather(*(run_model("predict", im) for im in images))
+        out = []
+        for f, p in zip(file, probs):
+            order = np.argsort(-p, kind="stable")[:limits.top]
+            out.append({"file": f.filename, "probabilities": {c: float(v) for c, v in zip(classifier.class_names, p)},
+                        "top": [{"class": classifier.class_names[i], "probability": float(p[i])} for i in order]})
+        return {"model": classifier.name, "transferkit_version": __version__, "predictions": out}
+
+    @app.post("/embed", summary="The feature vector of an image, as the feature set's were extracted")
+    async def embed(file: UploadFile = File(...)):
+        need("embed")
+        vector = await run_model("embed", await decode(file, embedder.input))
+        return {"file": file.filename, "layer": embedder.index.layer, "dim": int(vector.size),
+                "vector": vector.tolist(), "transferkit_version": __version__}
+
+    @app.post("/similar", summary="The k images of the feature set most like an uploaded image")
+    async def similar(file: UploadFile = File(...), k: int = 8):
+        need("embed")
+        if not 1 <= k <= 100:
+            raise BadUpload(422, f"k must be from 1 to 100. Received: k={k}")
+        vector = await run_model("embed", await decode(file, embedder.input))
+        found = await run_in_threadpool(embedder.similar, vector, k)
+        for item in found:
+            item["image"] = f"/image/{item.pop('row')}"
+        return {"file": file.filename, "neighbours": found, "transferkit_version": __version__}
+
+    @app.get("/image/{row}", summary="An image of the feature set (files under the set's root only)")
+    async def image(row: int):
+        need("embed")
+        try:
+            return FileResponse(embedder.image_file(row))
+        except TransferkitError as exc:
+            raise BadUpload(404, str(exc)) from None
+
+    @app.get("/health", summary="Whether the server runs, and what it serves")
+    async def health():
+        return {"status": "ok", "transferkit_version": __version__,
+                "classifier": classifier.describe() if classifier else None,
+                "features": len(embedder.index) if embedder else None,
+                "batches": {k: b.batches for k, b in batchers.items()}}
+
+    page_info = json.dumps({"classes": classifier.class_names if classifier else [],
+                            "predict": classifier is not None, "similar": embedder is not None})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return render_template("serve.html", INFO=page_info.replace("</", "<\\/"))
+
+    return app
+
+
+def serve(run=None, *, features=None, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
+          quiet: bool = False) -> None:
+    """Run the server until interrupted (SIGTERM/SIGINT drain the requests in flight)."""
+    import uvicorn
+
+    app = create_app(run, features=features, limits=limits)
+    uvicorn.run(app, host=host, port=port, log_level="warning" if quiet else "info",
+                timeout_graceful_shutdown=int(limits.timeout_s))

@@ -1,0 +1,175 @@
+"""`transferkit serve`: answers equal `predict`, bad uploads get 4xx JSON, never a 5xx, micro-batching under a
+bounded load from 16 clients on loopback, a full queue answers 503, and the upload page renders."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+import transferkit as tk  # noqa: E402
+from conftest import chromium, make_split_folder  # noqa: E402
+from transferkit.serve import Limits, create_app  # noqa: E402
+from transferkit.serve.batcher import MicroBatcher, QueueFull  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A trained tiny run, a feature set of its train images, and the app over both."""
+    root = tmp_path_factory.mktemp("serve")
+    data = make_split_folder(root / "data", {"train": 10, "validation": 4}, ["checks", "stripes"], size=(40, 40))
+    run = tk.train(data, model="tiny_test", weights="none", epochs=3, runs_root=root / "runs", name="r",
+                   precision="bfloat16").run_dir
+    features = root / "features"
+    tk.extract(data / "train", features, model="tiny_test", weights="none", pooling="avg", precision="bfloat16")
+    return {"data": data, "run": run, "features": features, "root": root}
+
+
+def client_of(app):
+    from fastapi.testclient import TestClient
+
+    return TestClient(app)
+
+
+def bad_uploads(good: bytes) -> list[tuple[str, bytes]]:
+    rng = np.random.default_rng(0)
+    return [("random.jpg", rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()), ("empty.png", b""),
+            ("truncated.png", good[: len(good) // 3]), ("notes.jpg", b"just some text, not a picture\n" * 20)]
+
+
+def test_answers_equal_predict_and_bad_uploads_get_4xx(served):
+    image = served["data"] / "validation" / "checks" / "001.png"
+    expected, _ = tk.predict(served["run"], image)
+    with client_of(create_app(served["run"], features=served["features"])) as client:
+        r = client.post("/predict", files={"file": ("001.png", image.read_bytes(), "image/png")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        probs = list(body["predictions"][0]["probabilities"].values())
+        np.testing.assert_allclose(probs, expected[0]["probabilities"], atol=1e-3)
+        assert body["predictions"][0]["top"][0]["class"] == expected[0]["predicted"]
+        assert body["transferkit_version"] == tk.__version__
+        for name, content in bad_uploads(image.read_bytes()):
+            r = client.post("/predict", files={"file": (name, content, "image/jpeg")})
+            assert 400 <= r.status_code < 500 and name in r.json()["error"], (name, r.status_code, r.text)
+        assert client.post("/predict").status_code == 422  # no file field
+        # the feature set: an image of the set finds itself first; its file is served, nothing else is
+        member = served["data"] / "train" / "stripes" / "003.png"
+        r = client.post("/similar?k=3", files={"file": ("x.png", member.read_bytes(), "image/png")})
+        assert r.status_code == 200 and r.json()["neighbours"][0]["path"] == "stripes/003.png", r.text
+        assert r.json()["neighbours"][0]["similarity"] > 0.999
+        assert client.get(r.json()["neighbours"][0]["image"]).content == member.read_bytes()
+        assert client.get("/image/9999").status_code == 404 and client.get("/image/-1").status_code == 404
+        assert 400 <= client.get("/image/..%2F..%2Fetc%2Fpasswd").status_code < 500
+        r = client.post("/embed", files={"file": ("x.png", member.read_bytes(), "image/png")})
+        assert r.status_code == 200 and r.json()["dim"] == len(r.json()["vector"])
+        health = client.get("/health").json()
+        assert health["status"] == "ok" and health["features"] == 20 and health["classifier"]["classes"] == [
+            "checks", "stripes"]
+        assert 'type="file"' in client.get("/").text and client.get("/docs").status_code == 200
+
+
+def test_batcher_groups_requests_and_refuses_past_its_queue():
+    calls = []
+
+    def slow_double(items):
+        calls.append(len(items))
+        time.sleep(0.05)
+        return [2 * x for x in items]
+
+    async def scenario():
+        b = MicroBatcher(slow_double, max_batch=8, max_wait_ms=20, max_queue=64)
+        await b.start()
+        results = await asyncio.gather(*(b.submit(i) for i in range(24)))
+        await b.stop()
+        small = MicroBatcher(slow_double, max_batch=1, max_wait_ms=0, max_queue=2)
+        await small.start()
+        outcomes = await asyncio.gather(*(small.submit(i) for i in range(10)), return_exceptions=True)
+        await small.stop()
+        return results, outcomes
+
+    results, outcomes = asyncio.run(scenario())
+    assert results == [2 * i for i in range(24)] and max(calls[:3]) == 8 and len(calls) >= 3
+    assert any(isinstance(o, QueueFull) for o in outcomes) and any(o == 0 for o in outcomes)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_bounded_load_from_16_clients_no_5xx_and_answers_equal_predict(served):
+    import httpx
+    import uvicorn
+
+    images = sorted((served["data"] / "validation").rglob("*.png"))
+    expected = {r["path"]: r["probabilities"] for r in tk.predict(served["run"], images)[0]}
+    app = create_app(served["run"], limits=Limits(max_batch=32, max_wait_ms=5))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    bad = bad_uploads(images[0].read_bytes())
+    jobs = [("good", images[i % len(images)]) for i in range(200)] + [("bad", bad[i % len(bad)]) for i in range(40)]
+    np.random.default_rng(1).shuffle(jobs)
+
+    def call(job):
+        kind, what = job
+        name, content = (what.name, what.read_bytes()) if kind == "good" else what
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+            r = c.post("/predict", files={"file": (name, content, "image/png")})
+        return kind, what, r.status_code, r.json()
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(call, jobs))
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    assert len(results) == 240
+    for kind, what, status, body in results:
+        if kind == "good":
+            assert status == 200, body
+            rel = str(what.relative_to(images[0].parents[1]))
+            probs = list(body["predictions"][0]["probabilities"].values())
+            np.testing.assert_allclose(probs, expected[rel], atol=1e-3)
+        else:
+            assert 400 <= status < 500, (what[0], status, body)
+    assert health["status"] == "ok" and health["batches"]["predict"] < 200  # requests were batched together
+
+
+def test_upload_page_renders_in_a_real_browser(served):
+    browser = chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
+    import uvicorn
+
+    app = create_app(served["run"], features=served["features"])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+                            "--dump-dom", f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=120)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    assert 'type="file"' in r.stdout and "Drop an image here" in r.stdout, r.stderr[-2000:]
