@@ -4,7 +4,6 @@ bounded load from 16 clients on loopback, a full queue answers 503, and the uplo
 from __future__ import annotations
 
 import asyncio
-import io
 import socket
 import subprocess
 import threading
