@@ -10,6 +10,12 @@ from .._version import __version__
 from ..errors import TransferkitError
 
 
+def bucket(n: int, largest: int) -> int:
+    """The padded batch size for `n` images: the next power of two, at most `largest` (a lone request computes
+    one image, not a full batch)."""
+    return min(largest, 1 << max(0, n - 1).bit_length())
+
+
 class Classifier:
     """A trained run's model on batches of decoded images: the same input configuration, padding and
     probabilities as `transferkit predict`, so answers are equal."""
@@ -22,7 +28,11 @@ class Classifier:
         self.input = info["input"]
         self.batch_size = batch_size
         self.name = Path(run).name
-        self([np.zeros((self.input.size, self.input.size, 3), np.uint8)])  # compile now, not on the first request
+        blank = np.zeros((self.input.size, self.input.size, 3), np.uint8)
+        size = 1
+        while size <= batch_size:  # compile every bucket now, not on a request
+            self([blank] * size)
+            size *= 2
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         from ..train.metrics import probabilities_2d
@@ -31,8 +41,9 @@ class Classifier:
         for a in range(0, len(images), self.batch_size):
             x = np.stack(images[a:a + self.batch_size]).astype("float32")
             n = len(x)
-            if n < self.batch_size:  # one input shape for the compiled predict function, as predict pads
-                x = np.concatenate([x, np.zeros((self.batch_size - n, *x.shape[1:]), "float32")])
+            size = bucket(n, self.batch_size)
+            if n < size:  # a few input shapes (powers of two) for the compiled function, not one per count
+                x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), "float32")])
             out += list(probabilities_2d(np.asarray(self.model.predict_on_batch(x)))[:n])
         return out
 
