@@ -172,3 +172,39 @@ def test_upload_page_renders_in_a_real_browser(served):
         server.should_exit = True
         thread.join(30)
     assert 'type="file"' in r.stdout and "Drop an image here" in r.stdout, r.stderr[-2000:]
+
+
+def test_a_browser_uploads_on_the_page_and_sees_the_prediction(served):
+    """Playwright drives the system Chromium: choose a file on the page, see the classes and the neighbours."""
+    browser_path = chromium()
+    if browser_path is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import uvicorn
+
+    image = served["data"] / "validation" / "stripes" / "002.png"
+    expected, _ = tk.predict(served["run"], image)
+    app = create_app(served["run"], features=served["features"])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.set_input_files("#file", str(image))
+            page.wait_for_selector("#prediction", timeout=60_000)
+            page.wait_for_selector("#neighbours figure img", timeout=60_000)
+            first_class = page.inner_text("#prediction tr:first-child td:first-child")
+            shown = page.eval_on_selector_all("#neighbours img", "els => els.map(e => e.complete && e.naturalWidth)")
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)
+    assert first_class == expected[0]["predicted"]
+    assert len(shown) == 8 and all(shown)  # every neighbour's thumbnail loaded from /image/ROW
