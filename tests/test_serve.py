@@ -208,3 +208,46 @@ def test_a_browser_uploads_on_the_page_and_sees_the_prediction(served):
         thread.join(30)
     assert first_class == expected[0]["predicted"]
     assert len(shown) == 8 and all(shown)  # every neighbour's thumbnail loaded from /image/ROW
+
+
+def test_the_command_serves_on_loopback_and_sigterm_drains_requests_in_flight(served):
+    import os
+    import signal
+    import sys
+
+    import httpx
+
+    from conftest import HERE
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, str(HERE / "tk_cli.py"), "serve", str(served["run"]), "--port", str(port),
+                             "-q"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        image = (served["data"] / "validation" / "checks" / "000.png").read_bytes()
+
+        def call(_):
+            return httpx.post(base + "/predict", files={"file": ("a.png", image, "image/png")}, timeout=60).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(call, i) for i in range(8)]
+            time.sleep(0.05)  # the requests are in flight
+            proc.send_signal(signal.SIGTERM)
+            codes = [f.result() for f in futures]
+        assert codes == [200] * 8  # every request in flight was answered
+        # uvicorn exits after the drain, re-raising the signal it caught (the conventional status of SIGTERM)
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(base + "/health", timeout=2)
