@@ -76,8 +76,14 @@ def test_parquet_is_readable_without_transferkit(image_folder, tmp_path):
     files = sorted((tmp_path / "o").glob("part-*.parquet"))
     assert [f.name for f in files] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    assert list(df.columns) == ["index", "path", "label", "class_name", "avg_pool"]
+    assert list(df.columns) == ["index", "path", "label", "class_name", "file_size", "file_mtime_ns", "file_sha256",
+                                "avg_pool"]
     assert len(df) == 12 and df["class_name"].iloc[-1] == "dogs" and len(df["avg_pool"].iloc[0]) == 16
+    import hashlib
+
+    first = image_folder / df["path"].iloc[0]
+    assert df["file_sha256"].iloc[0] == hashlib.sha256(first.read_bytes()).hexdigest()
+    assert df["file_size"].iloc[0] == first.stat().st_size
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["layers"]["avg_pool"]["shape"] == [16]
 

@@ -221,8 +221,10 @@ def test_the_command_serves_on_loopback_and_sigterm_drains_requests_in_flight(se
 
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # a batch waits 1.5 s for more images: the requests are inside the server when SIGTERM comes
     proc = subprocess.Popen([sys.executable, str(HERE / "tk_cli.py"), "serve", str(served["run"]), "--port", str(port),
-                             "-q"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--max-wait-ms", "1500", "-q"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -239,7 +241,7 @@ def test_the_command_serves_on_loopback_and_sigterm_drains_requests_in_flight(se
 
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(call, i) for i in range(8)]
-            time.sleep(0.05)  # the requests are in flight
+            time.sleep(0.7)  # the requests are in flight: waiting in the batcher
             proc.send_signal(signal.SIGTERM)
             codes = [f.result() for f in futures]
         assert codes == [200] * 8  # every request in flight was answered
