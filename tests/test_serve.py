@@ -61,6 +61,10 @@ def test_answers_equal_predict_and_bad_uploads_get_4xx(served):
             r = client.post("/predict", files={"file": (name, content, "image/jpeg")})
             assert 400 <= r.status_code < 500 and name in r.json()["error"], (name, r.status_code, r.text)
         assert client.post("/predict").status_code == 422  # no file field
+        r = client.post("/gradcam", files={"file": ("001.png", image.read_bytes(), "image/png")})
+        assert r.status_code == 200 and r.json()["class"] == expected[0]["predicted"], r.text
+        assert r.json()["overlay"].startswith("data:image/png;base64,")
+        assert client.post("/gradcam?class_name=nope", files={"file": ("a.png", image.read_bytes())}).status_code == 422
         # the feature set: an image of the set finds itself first; its file is served, nothing else is
         member = served["data"] / "train" / "stripes" / "003.png"
         r = client.post("/similar?k=3", files={"file": ("x.png", member.read_bytes(), "image/png")})
@@ -200,6 +204,8 @@ def test_a_browser_uploads_on_the_page_and_sees_the_prediction(served):
             page.set_input_files("#file", str(image))
             page.wait_for_selector("#prediction", timeout=60_000)
             page.wait_for_selector("#neighbours figure img", timeout=60_000)
+            page.wait_for_selector("#gradcam", timeout=60_000)
+            cam_width = page.eval_on_selector("#gradcam", "e => e.complete && e.naturalWidth")
             first_class = page.inner_text("#prediction tr:first-child td:first-child")
             shown = page.eval_on_selector_all("#neighbours img", "els => els.map(e => e.complete && e.naturalWidth)")
             browser.close()
@@ -208,6 +214,10 @@ def test_a_browser_uploads_on_the_page_and_sees_the_prediction(served):
         thread.join(30)
     assert first_class == expected[0]["predicted"]
     assert len(shown) == 8 and all(shown)  # every neighbour's thumbnail loaded from /image/ROW
+    from transferkit.train.use import load_run
+
+    size = load_run(served["run"])[1]["input"].size
+    assert cam_width == 2 * size  # the input beside its Grad-CAM overlay
 
 
 def test_the_command_serves_on_loopback_and_sigterm_drains_requests_in_flight(served):

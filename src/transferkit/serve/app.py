@@ -134,6 +134,19 @@ def create_app(run=None, *, features=None, limits: Limits = Limits()):
                         "top": [{"class": classifier.class_names[i], "probability": float(p[i])} for i in order]})
         return {"model": classifier.name, "transferkit_version": __version__, "predictions": out}
 
+    @app.post("/gradcam", summary="Where the model looked: the Grad-CAM of the predicted (or given) class")
+    async def gradcam(file: UploadFile = File(...), class_name: str | None = None):
+        need("predict")
+        image = await decode(file, classifier.input)
+        if class_name is not None and class_name not in classifier.class_names:
+            raise BadUpload(422, f"class_name must be one of {classifier.class_names}. Received: {class_name!r}")
+        target = None if class_name is None else classifier.class_names.index(class_name)
+        loop = asyncio.get_running_loop()
+        # the model's own worker thread: Grad-CAM never runs beside a batch on the same model
+        chosen, overlay = await asyncio.wait_for(loop.run_in_executor(
+            batchers["predict"].worker, classifier.gradcam, image, target), limits.timeout_s)
+        return {"file": file.filename, "class": classifier.class_names[chosen], "overlay": overlay}
+
     @app.post("/embed", summary="The feature vector of an image, as the feature set's were extracted")
     async def embed(file: UploadFile = File(...)):
         need("embed")

@@ -47,6 +47,12 @@ class Classifier:
             out += list(probabilities_2d(np.asarray(self.model.predict_on_batch(x)))[:n])
         return out
 
+    def gradcam(self, image: np.ndarray, class_index: int | None = None) -> tuple[int, str]:
+        """(class, PNG data URL of the image beside its Grad-CAM overlay) for the class (default: predicted)."""
+        from ..viz.explain import gradcam_data_url
+
+        return gradcam_data_url(self.model, image, class_index)
+
     def describe(self) -> dict:
         return {"model": self.name, "classes": self.class_names, "input": self.input.to_dict(),
                 "transferkit_version": __version__}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 from pathlib import Path
 
@@ -36,15 +35,9 @@ def _img_tag(src: str, alt: str, width: int | None = None) -> str:
 
 def _gradcam_overlay(model, image: np.ndarray, class_index: int) -> str:
     """The image with its Grad-CAM heat map blended on top, as a PNG data URL."""
-    from PIL import Image
+    from ..viz.explain import gradcam_data_url
 
-    from ..viz.explain import gradcam, gradcam_overlay
-
-    cam, _, _ = gradcam(model, image.astype("float32"), class_index)
-    blended = gradcam_overlay(image, cam)
-    buf = io.BytesIO()
-    Image.fromarray(np.concatenate([image.astype(np.uint8), blended], axis=1)).save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return gradcam_data_url(model, image, class_index)[1]
 
 
 def _top_losses(run: Path, config: dict, model) -> list[dict]:

@@ -172,6 +172,25 @@ def gradcam_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> 
     return ((1 - alpha) * image.astype(np.float32) + alpha * colour).clip(0, 255).astype(np.uint8)
 
 
+def gradcam_data_url(model, image: np.ndarray, class_index: int | None = None) -> tuple[int, str]:
+    """(class, a PNG data URL of the image beside its Grad-CAM overlay) for the class (default: the predicted
+    one): what the run report and the upload page of `transferkit serve` show.
+
+    Example:
+    >>> chosen, url = gradcam_data_url(model, image)  # doctest: +SKIP
+    """
+    import base64
+    import io
+
+    from PIL import Image
+
+    cam, chosen, _ = gradcam(model, image.astype("float32"), class_index)
+    blended = gradcam_overlay(image, cam)
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate([image.astype(np.uint8), blended], axis=1)).save(buf, "PNG")
+    return int(chosen), "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def plot_gradcam(image: np.ndarray, cam: np.ndarray, path, title: str) -> Path:
     """The image, the heat map and their overlay side by side."""
     from PIL import Image
