@@ -263,3 +263,28 @@ def test_the_command_serves_on_loopback_and_sigterm_drains_requests_in_flight(se
             proc.kill()
     with pytest.raises(httpx.HTTPError):
         httpx.get(base + "/health", timeout=2)
+
+
+@pytest.mark.slow
+def test_ray_engine_serves_the_same_answers_from_replicas(served, monkeypatch):
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.serve")
+    import os
+
+    from conftest import HERE
+
+    monkeypatch.setenv("PYTHONPATH", str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    images = sorted((served["data"] / "validation").rglob("*.png"))[:6]
+    expected = {r["path"]: r["probabilities"] for r in tk.predict(served["run"], images)[0]}
+    app = create_app(served["run"], engine="ray", replicas=2)
+    with client_of(app) as client:
+        for image in images:
+            r = client.post("/predict", files={"file": (image.name, image.read_bytes(), "image/png")})
+            assert r.status_code == 200, r.text
+            probs = list(r.json()["predictions"][0]["probabilities"].values())
+            rel = str(image.relative_to(images[0].parents[1]))
+            np.testing.assert_allclose(probs, expected[rel], atol=1e-3)
+        r = client.post("/predict", files={"file": ("bad.jpg", b"not an image", "image/jpeg")})
+        assert r.status_code == 415
+        assert client.post("/gradcam", files={"file": ("a.png", images[0].read_bytes())}).status_code == 200
+    assert not ray.is_initialized()  # the app stopped the Ray instance it started

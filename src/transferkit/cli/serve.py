@@ -9,6 +9,7 @@ from ._options import add_command, import_keras
 EXAMPLES = """  transferkit serve runs/lite0-features                      # http://127.0.0.1:8000/ (docs at /docs)
   transferkit serve runs/lite0-features --features features/ # also /similar and /embed
   curl -F file=@cat.jpg http://127.0.0.1:8000/predict
+  transferkit serve runs/lite0-features --engine ray --replicas 4  # the model as a Ray Serve deployment
 
 Binds to 127.0.0.1 unless --host says otherwise. Bad uploads get a 4xx JSON naming the problem; a full queue
 a 503 with Retry-After.
@@ -35,6 +36,10 @@ def register(sub):
                    help=f"largest upload (default: {d['max_upload_bytes'] // 2 ** 20})")
     p.add_argument("--timeout", type=float, default=d["timeout_s"], help=f"seconds per request (default: "
                    f"{d['timeout_s']:g})")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: the model in this process; ray: a Ray Serve deployment of --replicas replicas")
+    p.add_argument("--replicas", type=int, default=2, help="--engine ray: model replicas (default: 2)")
+    p.add_argument("--address", default=None, help="--engine ray: cluster address (default: start a local Ray)")
     p.add_argument("--quiet", "-q", action="store_true", help="no access log")
 
 
@@ -44,5 +49,6 @@ def run(args) -> int:
 
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2 ** 20), timeout_s=args.timeout,
                     max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
-    serve(args.run_dir, features=args.features, host=args.host, port=args.port, limits=limits, quiet=args.quiet)
+    serve(args.run_dir, features=args.features, host=args.host, port=args.port, limits=limits, quiet=args.quiet,
+          engine=args.engine, replicas=args.replicas, address=args.address)
     return 0

@@ -17,6 +17,9 @@ from ..errors import TransferkitError
 from .batcher import MicroBatcher, QueueFull
 
 
+ENGINES = ("local", "ray")
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one request may ask of the server."""
@@ -39,8 +42,13 @@ class BadUpload(Exception):
         self.status = status
 
 
-def create_app(run=None, *, features=None, limits: Limits = Limits()):
+def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: str = "local", replicas: int = 2,
+               address: str | None = None):
     """The FastAPI app serving a trained run (`run`) and/or a feature set (`features`).
+
+    `engine="ray"` runs the classifier as a Ray Serve deployment of `replicas` replicas (on a cluster at
+    `address`, or a local Ray instance started and stopped with the app); the HTTP app, decoding and limits stay
+    here.
 
     Example:
     >>> app = create_app("runs/lite0-features", features="features/")  # doctest: +SKIP
@@ -62,9 +70,18 @@ def create_app(run=None, *, features=None, limits: Limits = Limits()):
                                "or both.")
     classifier = Classifier(run, batch_size=limits.max_batch) if run is not None else None
     embedder = Embedder(features, batch_size=limits.max_batch) if features is not None else None
+    if engine not in ENGINES:
+        raise TransferkitError(f"`engine` must be one of {list(ENGINES)}. Received: engine={engine!r}")
     batchers = {name: MicroBatcher(fn, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms,
                                    max_queue=limits.max_queue)
                 for name, fn in (("predict", classifier), ("embed", embedder)) if fn is not None}
+    if engine == "ray" and classifier is not None:
+        from .ray_engine import RayRunner
+
+        local = batchers["predict"]  # kept for Grad-CAM, which needs the model's gradients here
+        batchers["predict"] = RayRunner(run, replicas=replicas, max_batch=limits.max_batch,
+                                        max_wait_ms=limits.max_wait_ms, address=address)
+        batchers["predict"].worker = local.worker
 
     @asynccontextmanager
     async def lifespan(app):
@@ -191,10 +208,10 @@ def create_app(run=None, *, features=None, limits: Limits = Limits()):
 
 
 def serve(run=None, *, features=None, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
-          quiet: bool = False) -> None:
+          quiet: bool = False, engine: str = "local", replicas: int = 2, address: str | None = None) -> None:
     """Run the server until interrupted (SIGTERM/SIGINT drain the requests in flight)."""
     import uvicorn
 
-    app = create_app(run, features=features, limits=limits)
+    app = create_app(run, features=features, limits=limits, engine=engine, replicas=replicas, address=address)
     uvicorn.run(app, host=host, port=port, log_level="warning" if quiet else "info",
                 timeout_graceful_shutdown=int(limits.timeout_s))
