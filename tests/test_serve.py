@@ -4,6 +4,7 @@ bounded load from 16 clients on loopback, a full queue answers 503, and the uplo
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import subprocess
 import threading
@@ -41,9 +42,16 @@ def client_of(app):
 
 
 def bad_uploads(good: bytes) -> list[tuple[str, bytes]]:
+    """Random bytes, an empty file, a truncated JPEG, a truncated PNG and text named .jpg."""
+    from PIL import Image
+
     rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(good)).convert("RGB").save(buf, "JPEG", quality=90)
+    jpeg = buf.getvalue()
     return [("random.jpg", rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()), ("empty.png", b""),
-            ("truncated.png", good[: len(good) // 3]), ("notes.jpg", b"just some text, not a picture\n" * 20)]
+            ("truncated.jpg", jpeg[: len(jpeg) // 2]), ("truncated.png", good[: len(good) // 3]),
+            ("notes.jpg", b"just some text, not a picture\n" * 20)]
 
 
 def test_answers_equal_predict_and_bad_uploads_get_4xx(served):
@@ -103,6 +111,18 @@ def test_batcher_groups_requests_and_refuses_past_its_queue():
     results, outcomes = asyncio.run(scenario())
     assert results == [2 * i for i in range(24)] and max(calls[:3]) == 8 and len(calls) >= 3
     assert any(isinstance(o, QueueFull) for o in outcomes) and any(o == 0 for o in outcomes)
+
+
+def test_a_full_queue_answers_503_with_retry_after(served):
+    image = (served["data"] / "validation" / "checks" / "000.png").read_bytes()
+    app = create_app(served["run"], limits=Limits(max_batch=1, max_wait_ms=0, max_queue=1))
+    with client_of(app) as client, ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda _: client.post("/predict", files={"file": ("a.png", image, "image/png")}),
+                                  range(24)))
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 503} and 200 in codes and 503 in codes, codes
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
 
 
 def free_port() -> int:
