@@ -4,6 +4,7 @@ bounded load from 16 clients on loopback, a full queue answers 503, and the uplo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import socket
 import subprocess
@@ -131,13 +132,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_bounded_load_from_16_clients_no_5xx_and_answers_equal_predict(served):
-    import httpx
+@contextlib.contextmanager
+def listening(app):
+    """The app served by uvicorn in a thread on a free loopback port; yields the base URL; stops it after."""
     import uvicorn
 
-    images = sorted((served["data"] / "validation").rglob("*.png"))
-    expected = {r["path"]: r["probabilities"] for r in tk.predict(served["run"], images)[0]}
-    app = create_app(served["run"], limits=Limits(max_batch=32, max_wait_ms=5))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -145,6 +144,19 @@ def test_bounded_load_from_16_clients_no_5xx_and_answers_equal_predict(served):
     deadline = time.time() + 60
     while not server.started and time.time() < deadline:
         time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_bounded_load_from_16_clients_no_5xx_and_answers_equal_predict(served):
+    import httpx
+
+    images = sorted((served["data"] / "validation").rglob("*.png"))
+    expected = {r["path"]: r["probabilities"] for r in tk.predict(served["run"], images)[0]}
+    app = create_app(served["run"], limits=Limits(max_batch=32, max_wait_ms=5))
     bad = bad_uploads(images[0].read_bytes())
     jobs = [("good", images[i % len(images)]) for i in range(200)] + [("bad", bad[i % len(bad)]) for i in range(40)]
     np.random.default_rng(1).shuffle(jobs)
@@ -152,17 +164,13 @@ def test_bounded_load_from_16_clients_no_5xx_and_answers_equal_predict(served):
     def call(job):
         kind, what = job
         name, content = (what.name, what.read_bytes()) if kind == "good" else what
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+        with httpx.Client(base_url=base, timeout=60) as c:
             r = c.post("/predict", files={"file": (name, content, "image/png")})
         return kind, what, r.status_code, r.json()
 
-    try:
-        with ThreadPoolExecutor(16) as pool:
-            results = list(pool.map(call, jobs))
-        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with listening(app) as base, ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, jobs))
+        health = httpx.get(base + "/health", timeout=10).json()
     assert len(results) == 240
     for kind, what, status, body in results:
         if kind == "good":
@@ -179,22 +187,9 @@ def test_upload_page_renders_in_a_real_browser(served):
     browser = chromium()
     if browser is None:
         pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
-    import uvicorn
-
-    app = create_app(served["run"], features=served["features"])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    try:
+    with listening(create_app(served["run"], features=served["features"])) as base:
         r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
-                            "--dump-dom", f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=120)
-    finally:
-        server.should_exit = True
-        thread.join(30)
+                            "--dump-dom", base + "/"], capture_output=True, text=True, timeout=120)
     assert 'type="file"' in r.stdout and "Drop an image here" in r.stdout, r.stderr[-2000:]
 
 
@@ -204,23 +199,13 @@ def test_a_browser_uploads_on_the_page_and_sees_the_prediction(served):
     if browser_path is None:
         pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
     sync_api = pytest.importorskip("playwright.sync_api")
-    import uvicorn
-
     image = served["data"] / "validation" / "stripes" / "002.png"
     expected, _ = tk.predict(served["run"], image)
-    app = create_app(served["run"], features=served["features"])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    try:
+    with listening(create_app(served["run"], features=served["features"])) as base:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(base + "/")
             page.set_input_files("#file", str(image))
             page.wait_for_selector("#prediction", timeout=60_000)
             page.wait_for_selector("#neighbours figure img", timeout=60_000)
@@ -229,9 +214,6 @@ def test_a_browser_uploads_on_the_page_and_sees_the_prediction(served):
             first_class = page.inner_text("#prediction tr:first-child td:first-child")
             shown = page.eval_on_selector_all("#neighbours img", "els => els.map(e => e.complete && e.naturalWidth)")
             browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(30)
     assert first_class == expected[0]["predicted"]
     assert len(shown) == 8 and all(shown)  # every neighbour's thumbnail loaded from /image/ROW
     from transferkit.train.use import load_run
