@@ -155,7 +155,7 @@ def write_repeated_report(run: Path, config: dict, metrics: dict) -> Path:
                     f"</td><td class=num>{entry['loss']:.4f}</td><td class=num>{entry['n']}</td><td>{epochs}</td></tr>")
         png = run / entry["run"] / "curves.png"
         if png.is_file():
-            curves.append(f"<figure>{_img_tag(_png(png), entry['run'] + ' curves', 300)}<figcaption>{name}"
+            curves.append(f"<figure>{_img_tag(_png(png), entry['run'] + ' curves', 460)}<figcaption>{name}"
                           f"</figcaption></figure>")
     kind = "folds" if config.get("folds") else "seeds"
     what = (f"Each of the {len(entries)} runs trains on the other folds of every labelled image and is "
