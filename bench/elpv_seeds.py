@@ -1,8 +1,9 @@
 """Benchmark: the ELPV `features` recipe (whole cell, Adam 1e-3 — the default for a pooled head — up to 100 epochs,
-patience 20) over seeds 0, 1, 2, alone and with label smoothing 0.1 or mixup 0.2; mean ± standard deviation.
+patience 20) over seeds 0, 1, 2, alone, with label smoothing 0.1 or mixup 0.2, and at the learning rate
+`lr_find` suggests for the task's head; mean ± standard deviation.
 
     python examples/elpv.py --prepare-only --out elpv-data      # the paper's split, once
-    python bench/elpv_seeds.py elpv-data [--tasks 4class,binary] [--runs runs/elpv-seeds]
+    python bench/elpv_seeds.py elpv-data [--tasks 4class,binary] [--recipes features,lr-find] [--runs runs/elpv-seeds]
 
 The split is fixed (seed 0); the seed changes the head's initialisation, dropout and data order. The features are
 extracted once per task (cached) and shared by every run.
@@ -14,7 +15,8 @@ import argparse
 import time
 from pathlib import Path
 
-RECIPES = {"features": {}, "+ label smoothing 0.1": dict(label_smoothing=0.1), "+ mixup 0.2": dict(mixup=0.2)}
+RECIPES = {"features": {}, "label-smoothing": dict(label_smoothing=0.1), "mixup": dict(mixup=0.2),
+           "lr-find": None}  # None: the learning rate lr_find suggests on this task's cached features
 BASE = dict(strategy="features", crop="none", epochs=100, patience=20)
 
 
@@ -22,13 +24,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="the folder written by examples/elpv.py --prepare-only")
     ap.add_argument("--tasks", default="4class,binary")
+    ap.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {', '.join(RECIPES)}")
     ap.add_argument("--runs", type=Path, default=Path("runs/elpv-seeds"))
     args = ap.parse_args()
+    labels = args.recipes.split(",")
+    unknown = [r for r in labels if r not in RECIPES]
+    if unknown:
+        raise SystemExit(f"--recipes must name recipes from {list(RECIPES)}. Received: {unknown}")
     import transferkit as tk
 
     for task in args.tasks.split(","):
-        for label, extra in RECIPES.items():
+        for label in labels:
+            extra = RECIPES[label]
             t = time.perf_counter()
+            if extra is None:
+                found = tk.lr_find(args.data / task, runs_root=args.runs, **BASE)
+                extra = dict(learning_rate=found.suggestion)
+                print(f"{task}: lr_find suggests {found.suggestion:.2e}", flush=True)
             r = tk.train(args.data / task, seeds=3, runs_root=args.runs, overwrite=True,
                          name=f"{task}-{label}".replace(" ", "_"), **BASE, **extra)  # seeds 0, 1, 2
             runs = ", ".join(f"{e['accuracy']:.2%}" for e in r.metrics["seeds"])

@@ -390,15 +390,15 @@ def test_cosine_schedule_follows_the_epoch_number(train_folder, tmp_path):
 
 
 def test_mixup_blends_batches_reproducibly_and_label_smoothing_trains(tmp_path):
-    from transferkit.train.data import array_dataset, mixup, targets
+    from transferkit.train.data import BatchMix, array_dataset, mixup, targets
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(8, 4)).astype("float32"), targets(np.arange(8) % 3, 3, onehot=True)
     mx, my = mixup(x, y, 0.4, np.random.default_rng(5))
     assert np.allclose(my.sum(axis=1), 1) and not np.allclose(my, y)  # mixed, still distributions over classes
     assert not np.allclose(mx, x) and mx.dtype == x.dtype
-    a = array_dataset(x, y, batch_size=4, shuffle=True, seed=1, mix=0.4)
-    b = array_dataset(x, y, batch_size=4, shuffle=True, seed=1, mix=0.4, epoch=0)
+    a = array_dataset(x, y, batch_size=4, shuffle=True, seed=1, mix=BatchMix(mixup=0.4))
+    b = array_dataset(x, y, batch_size=4, shuffle=True, seed=1, mix=BatchMix(mixup=0.4), epoch=0)
     assert np.array_equal(a[1][0], b[1][0])  # a function of (seed, epoch, batch): a resumed run mixes the same
     assert not np.array_equal(a[1][0], array_dataset(x, y, batch_size=4, shuffle=True, seed=1)[1][0])
     data = make_split_folder(tmp_path / "data", {"train": 10, "validation": 4}, ["a", "b", "c"])
@@ -410,6 +410,44 @@ def test_mixup_blends_batches_reproducibly_and_label_smoothing_trains(tmp_path):
         assert r.metrics["accuracy"] >= 0.75, (strategy, r.metrics["accuracy"])
     with pytest.raises(TransferkitError, match="`mixup` must be"):
         train(data, model="tiny_test", weights="none", mixup=-1, runs_root=tmp_path / "runs")
+
+
+def test_cutmix_pastes_a_box_weighted_by_its_area_and_trains_in_bfloat16(tmp_path):
+    from transferkit.train.data import BatchMix, cutmix, targets
+
+    n, h, w = 6, 20, 30
+    x = np.stack([np.full((h, w, 3), i, dtype="float32") for i in range(n)])  # image i is all i: boxes show
+    y = targets(np.arange(n) % 3, 3, onehot=True)
+    for seed in range(20):
+        mx, my = cutmix(x, y, 1.0, np.random.default_rng(seed))
+        for i in range(n):
+            values = np.unique(mx[i])
+            pasted = float(np.mean(mx[i, ..., 0] != i))  # the fraction of the image taken from another
+            assert len(values) <= 2 and np.isclose(mx[i].min(), min(values))
+            if pasted:
+                j = int(values[values != i][0])
+                assert np.allclose(my[i], (1 - pasted) * y[i] + pasted * y[j], atol=1e-6), (seed, i)
+            assert np.isclose(my[i].sum(), 1)
+    with pytest.raises(TransferkitError, match=r"CutMix needs a batch of images.*Received: shape \(6, 4\)"):
+        cutmix(np.zeros((6, 4), "float32"), y, 1.0, np.random.default_rng(0))
+    both = BatchMix(mixup=0.4, cutmix=1.0)
+    kinds = set()
+    for seed in range(20):  # with both, each batch takes one: a cut batch keeps whole pixel values
+        mx, _ = both(x, y, np.random.default_rng(seed))
+        kinds.add(bool(np.all(np.isin(mx, x))))
+    assert kinds == {True, False}
+    assert not BatchMix() and BatchMix(cutmix=1.0) and not BatchMix(cutmix=1.0).without_cutmix()
+
+    data = make_split_folder(tmp_path / "data", {"train": 12, "validation": 6}, ["a", "b", "c"])
+    r = train(data, model="tiny_test", weights="none", strategy="frozen", epochs=8, batch_size=6, cutmix=1.0,
+              learning_rate=1e-2, optimizer="adam", precision="bfloat16", augment=False, runs_root=tmp_path / "runs",
+              name="cut")
+    assert r.config["cutmix"] == 1.0 and r.config["precision"] == "bfloat16"
+    assert r.metrics["accuracy"] >= 0.66, r.metrics["accuracy"]
+    with pytest.raises(TransferkitError, match=r"`cutmix` cuts boxes.*'features' strategy.*Received: cutmix=1.0"):
+        train(data, model="tiny_test", weights="none", strategy="features", cutmix=1.0, runs_root=tmp_path / "runs")
+    with pytest.raises(TransferkitError, match="`cutmix` must be"):
+        train(data, model="tiny_test", weights="none", strategy="frozen", cutmix=-0.5, runs_root=tmp_path / "runs")
 
 
 def test_one_cycle_warms_up_then_anneals_and_follows_the_step(tmp_path):

@@ -72,6 +72,10 @@ def register(sub):
     p.add_argument("--mixup", type=float, default=d["mixup"], metavar="ALPHA",
                    help=f"blend training examples pairwise, lambda ~ Beta(ALPHA, ALPHA), e.g. 0.2 (default: "
                         f"{d['mixup']:g}, off)")
+    p.add_argument("--cutmix", type=float, default=d["cutmix"], metavar="ALPHA",
+                   help="paste a box of another training image into each (CutMix), targets weighted by area, "
+                        f"e.g. 1.0; frozen/finetune only (default: {d['cutmix']:g}, off; with --mixup: one "
+                        "of the two per batch)")
     p.add_argument("--discriminative", type=float, default=d["discriminative"], metavar="RATIO",
                    help="finetune: the lowest unfrozen block trains at the rate / RATIO, the top one at the rate, "
                         f"geometric between, e.g. 10 (default: {d['discriminative']:g}, one rate)")

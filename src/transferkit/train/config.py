@@ -70,6 +70,9 @@ class TrainConfig:
         label_smoothing: ε in [0, 1): targets move ε towards uniform (0: off).
         mixup: α > 0 blends each training example with another of its batch, λ ~ Beta(α, α) (0: off; 0.2–0.4
             are usual). Validation data is never mixed. Neither is a default: not yet measured on ELPV.
+        cutmix: α > 0 pastes a box of another image of the batch into each image, targets weighted by area
+            (CutMix; 1.0 is usual). Stages on images only (feature vectors have no pixels); with `mixup` too,
+            each batch takes one of the two. 0: off.
         discriminative: "finetune": the top unfrozen block trains at `finetune_learning_rate`, the lowest at that
             rate / `discriminative`, the blocks between on a geometric scale (1: one rate for all; fastai uses
             about 10–100; not yet measured on ELPV, so 1 by default).
@@ -115,6 +118,7 @@ class TrainConfig:
     schedule: str = "constant"
     label_smoothing: float = 0.0
     mixup: float = 0.0
+    cutmix: float = 0.0
     discriminative: float = 1.0
     gradual: bool = False
     class_weight: str = "none"
@@ -198,6 +202,12 @@ class TrainConfig:
                       zero_ok=True)
         _check_number("mixup", self.mixup, 0, 100, "the Beta distribution's α, 0 (off) or above (e.g. 0.2)",
                       zero_ok=True)
+        _check_number("cutmix", self.cutmix, 0, 100, "the Beta distribution's α, 0 (off) or above (e.g. 1.0)",
+                      zero_ok=True)
+        if self.cutmix and self.strategy == "features":
+            raise TransferkitError("`cutmix` cuts boxes out of images; the 'features' strategy trains on feature "
+                                   "vectors. Use strategy 'frozen' or 'finetune', or `mixup`. "
+                                   f"Received: cutmix={self.cutmix!r}, strategy='features'")
         if self.validation_split is not None:
             _check_number("validation_split", self.validation_split, 0, 1, "between 0 and 1 (e.g. 0.2)")
         if self.precision == "int8" and self.strategy != "features":

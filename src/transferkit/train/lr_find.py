@@ -119,7 +119,7 @@ def lr_find(data, config=None, *, init_from=None, start: float = 1e-7, end: floa
         stage = f"head stage ({cfg.optimizer}, batch {cfg.batch_size}, on cached features)"
         model = head_trainer(job)
         batches = array_dataset(*split_features(job, "train"), batch_size=cfg.batch_size, shuffle=True,
-                                seed=cfg.seed, mix=cfg.mixup)
+                                seed=cfg.seed, mix=job.mix.without_cutmix())
     else:
         start_from_run(job)
         unfrozen = unfreeze_top(base, spec, blocks=cfg.unfreeze_blocks, from_layer=cfg.unfreeze_from)
@@ -127,7 +127,7 @@ def lr_find(data, config=None, *, init_from=None, start: float = 1e-7, end: floa
                  f"{len(unfrozen)} layers from {unfrozen[0]})")
         model = clf
         batches = make_dataset(splits.train, job.input, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
-                               onehot=job.onehot, mix=cfg.mixup)
+                               onehot=job.onehot, mix=job.mix)
     compile_classifier(model, n_classes, learning_rate=start, optimizer=cfg.optimizer,
                        label_smoothing=cfg.label_smoothing, onehot=job.onehot)
     rates = sweep_rates(start, end, steps)

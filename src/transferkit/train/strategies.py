@@ -18,7 +18,7 @@ from ..data.input_config import InputConfig
 from ..errors import TransferkitError
 from ..files import atomic_path, write_json_atomic
 from .config import STRATEGIES, TrainConfig
-from .data import Splits, array_dataset, drop_unreadable, find_splits, make_dataset, targets
+from .data import BatchMix, Splits, array_dataset, drop_unreadable, find_splits, make_dataset, targets
 from .heads import compile_classifier
 from .model import block_rate_factors, build_classifier, export_model, unfreeze_top
 from .report import write_report
@@ -58,8 +58,13 @@ class Job:
 
     @property
     def onehot(self) -> bool:
-        """Whether targets are one-hot rows: more than two classes with label smoothing or mixup."""
-        return len(self.splits.class_names) > 2 and bool(self.cfg.label_smoothing or self.cfg.mixup)
+        """Whether targets are one-hot rows: more than two classes with label smoothing or mixing."""
+        return len(self.splits.class_names) > 2 and bool(self.cfg.label_smoothing or self.mix)
+
+    @property
+    def mix(self) -> BatchMix:
+        """How the stages on images mix their training batches (the stages on feature vectors: without CutMix)."""
+        return BatchMix(mixup=self.cfg.mixup, cutmix=self.cfg.cutmix)
 
     @property
     def input(self) -> InputConfig:
@@ -165,7 +170,7 @@ def fit_on_images(job: Job, number: int, *, learning_rate: float, epochs: int, r
     compile_classifier(job.clf, n_classes, learning_rate=learning_rate, optimizer=cfg.optimizer,
                        label_smoothing=cfg.label_smoothing, onehot=job.onehot, rate_factors=rate_factors)
     common = dict(onehot=job.onehot, batch_size=cfg.batch_size)
-    train_ds = make_dataset(job.splits.train, job.input, shuffle=True, seed=cfg.seed, mix=cfg.mixup,
+    train_ds = make_dataset(job.splits.train, job.input, shuffle=True, seed=cfg.seed, mix=job.mix,
                             epoch=job.run.epochs_done(number), **common)
     val_ds = make_dataset(job.splits.validation, job.input, shuffle=False, **common)
     # shuffle=False: the dataset orders each epoch itself (`epoch_order`); Keras would shuffle its batches with
@@ -211,7 +216,7 @@ def fit_head_on_features(job: Job, number: int) -> None:
     trainer = compile_classifier(head_trainer(job), n_classes, learning_rate=cfg.learning_rate,
                                  optimizer=cfg.optimizer, label_smoothing=cfg.label_smoothing, onehot=job.onehot)
     train_ds = array_dataset(*arrays["train"], batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
-                             epoch=job.run.epochs_done(number), mix=cfg.mixup)
+                             epoch=job.run.epochs_done(number), mix=job.mix.without_cutmix())
     trainer.fit(train_ds, validation_data=arrays["validation"], epochs=cfg.epochs, class_weight=job.class_weight,
                 shuffle=False,
                 callbacks=job.callbacks(number, cfg.learning_rate, cfg.epochs), verbose=0 if job.quiet else 2)
