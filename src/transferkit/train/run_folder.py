@@ -80,15 +80,13 @@ def _checkpoint_class():
             logs = {k: float(v) for k, v in (logs or {}).items()}
             run_epoch = self.first_epoch + epoch  # 1-based over the whole run
             score = [logs.get("val_accuracy", 0.0), -logs.get("val_loss", 0.0)]
-            if _better(score, self.best):
-                best_file = f".best-stage{self.number}-e{run_epoch}.weights.h5"
-                with atomic_path(self.folder / best_file) as tmp:
-                    self.model.save_weights(tmp)
+            if _better(score, self.best):  # one file is this epoch's best weights and its backup
+                backup = f".best-stage{self.number}-e{run_epoch}.weights.h5"
                 self.best, self.best_epoch, self.wait = score, run_epoch, 0
-                self.state["best_file"] = best_file
+                self.state["best_file"] = backup
             else:
+                backup = f".backup-stage{self.number}-e{run_epoch}.weights.h5"
                 self.wait += 1
-            backup = f".backup-stage{self.number}-e{run_epoch}.weights.h5"
             with atomic_path(self.folder / backup) as tmp:
                 self.model.save_weights(tmp)  # weights and optimizer state
             self.rows.append({"epoch": run_epoch - 1, **logs})
