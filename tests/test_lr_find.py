@@ -38,6 +38,26 @@ def test_train_prints_and_records_the_chosen_defaults(tmp_path, cli):
     assert (config["optimizer"], config["learning_rate"]) == ("adam", 1e-3)
 
 
+def test_augmentation_by_name_in_python_and_on_the_command_line(tmp_path, cli):
+    from transferkit.errors import TransferkitError
+    from transferkit.train.model import AUGMENTATIONS
+
+    cells = TrainConfig("x", strategy="finetune", augmentation="dihedral").resolved().augmentation
+    assert cells == AUGMENTATIONS["dihedral"] and cells.rot90 and cells.vertical_flip and not cells.rotation
+    assert TrainConfig("x", strategy="frozen", augmentation="none").resolved().augmentation is None
+    assert TrainConfig("x", strategy="frozen").resolved().augmentation == AUGMENTATIONS["tutorial"]
+    with pytest.raises(TransferkitError, match=r"`augmentation` must be one of.*Did you mean 'dihedral'"):
+        TrainConfig("x", strategy="frozen", augmentation="dihedrl").resolved()
+    data = make_split_folder(tmp_path / "data", {"train": 6, "validation": 2}, ["a", "b"])
+    r = cli("train", data, "--model", "tiny_test", "--weights", "none", "--strategy", "frozen", "--epochs", "1",
+            "--augmentation", "dihedral", "--precision", "bfloat16", "--runs", tmp_path / "runs", "--name", "cells")
+    assert r.returncode == 0, r.stderr
+    config = json.loads((tmp_path / "runs" / "cells" / "config.json").read_text())
+    assert config["augmentation"] == AUGMENTATIONS["dihedral"].to_dict()
+    r = cli("train", data, "--augmentation", "rot90", "--runs", tmp_path / "runs")
+    assert r.returncode == 2 and "invalid choice: 'rot90'" in r.stderr and "dihedral" in r.stderr
+
+
 def test_the_valley_is_on_the_steep_descent_before_the_minimum():
     rates = sweep_rates(1e-7, 10, 200)
     x = np.log10(rates)

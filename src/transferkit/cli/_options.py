@@ -36,6 +36,20 @@ def add_crop(parser):
                              "none); none: resize the whole image (keeps borders); or a fraction (default: model)")
 
 
+def add_augmentation(parser):
+    """`--augmentation NAME` (a `TrainConfig` field) and `--no-augment`, shared by train and lr-find."""
+    from ..train.config import TrainConfig
+    from ..train.model import AUGMENTATIONS
+
+    default = next(name for name, a in AUGMENTATIONS.items() if a == TrainConfig.__dataclass_fields__[
+        "augmentation"].default_factory())
+    parser.add_argument("--augmentation", default=default, choices=[*AUGMENTATIONS, "none"],
+                        help="image strategies' random transforms: tutorial (rotation 40°, shifts, shear, zoom, "
+                             "horizontal flip), flip, dihedral (flips and 90° turns only: images without an up, "
+                             f"such as solar cells or microscopy), none (default: {default})")
+    parser.add_argument("--no-augment", dest="augment", action="store_false", help="the same as --augmentation none")
+
+
 def add_weights(parser, default: str = "imagenet"):
     parser.add_argument("--weights", default=default,
                         help=f"'imagenet', 'none' (random) or a weights file path (default: {default})")

@@ -6,7 +6,7 @@ import inspect
 
 from ..train.config import OPTIMIZERS
 from ..train.lr_find import lr_find
-from ._options import add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet, \
+from ._options import add_augmentation, add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet, \
     add_weights, import_keras
 
 EXAMPLES = """  transferkit lr-find data/ -o lr.png                         # the head stage of the default model
@@ -33,6 +33,7 @@ def register(sub):
     p.add_argument("--pooling", default=None, help="the head's pooling, as for train (default: the model's)")
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="sweep this finished run's unfrozen stage instead of the head stage")
+    add_augmentation(p)
     p.add_argument("--unfreeze-blocks", type=int, default=None, metavar="N", help="with --init-from (default: the "
                                                                                   "registry's)")
     p.add_argument("--validation-split", type=float, default=None, metavar="F",
@@ -49,7 +50,8 @@ def register(sub):
 def run(args) -> int:
     import_keras()
     options = {k: getattr(args, k) for k in ("model", "input_size", "crop", "weights", "batch_size", "optimizer",
-                                             "pooling", "unfreeze_blocks", "validation_split", "seed", "precision")}
+                                             "pooling", "unfreeze_blocks", "validation_split", "seed", "precision",
+                                             "augmentation", "augment")}
     result = lr_find(args.data, init_from=args.init_from, start=args.start, end=args.end, steps=args.steps,
                      out=args.output, runs_root=args.runs, quiet=args.quiet, **options)
     print(result.summary())

@@ -8,8 +8,8 @@ from ..backbones.registry import HEAD_POOLINGS
 from ..errors import plural
 from ..train.report import repeated_runs
 from ..train.config import CLASS_WEIGHTS, HEAD_RECIPES, OPTIMIZERS, SCHEDULES, STRATEGIES, TrainConfig
-from ._options import (add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet,
-                       add_weights, import_keras)
+from ._options import (add_augmentation, add_batch_size, add_command, add_crop, add_input_size, add_model,
+                       add_precision, add_quiet, add_weights, import_keras)
 
 EXAMPLES = """  transferkit train cats_and_dogs_small/ --model vgg16 --input-size 150 --strategy features
   transferkit train cats_and_dogs_small/ --model vgg16 --input-size 150 --strategy frozen --epochs 30
@@ -54,7 +54,7 @@ def register(sub):
                         f"{pooled.finetune_learning_rate:g} pooled)")
     p.add_argument("--optimizer", default=d["optimizer"], choices=OPTIMIZERS,
                    help=f"(default by the head: {flat.optimizer} flattened, {pooled.optimizer} pooled)")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no random transforms (image strategies)")
+    add_augmentation(p)
     p.add_argument("--hidden", type=int, default=d["hidden"],
                    help=f"units of the head's hidden layer, 0: none (default: {d['hidden']})")
     p.add_argument("--dropout", type=float, default=d["dropout"], help=f"(default: {d['dropout']})")

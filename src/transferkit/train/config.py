@@ -11,7 +11,7 @@ from .. import backend
 from ..backbones.build import check_input_size, normalize_weights
 from ..backbones.registry import DEFAULT_MODEL, HEAD_POOLINGS, CROPS, get_backbone, with_crop
 from ..errors import TransferkitError, check_one_of, check_positive_int, did_you_mean
-from .model import Augmentation
+from .model import AUGMENTATIONS, Augmentation, named_augmentation
 
 STRATEGIES = ("features", "frozen", "finetune")
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
@@ -57,7 +57,10 @@ class TrainConfig:
         learning_rate, optimizer: the head stage's; default chosen by the head (`HEAD_RECIPES`): RMSprop 2e-5
             for a flattened map (VGG, as the tutorial), Adam 1e-3 for a pooled vector (every other backbone).
         finetune_learning_rate: the unfrozen stage's; default by the head too (1e-5 flattened, 1e-4 pooled).
-        augment / augmentation: image strategies' random transforms (never applied to validation data).
+        augment / augmentation: image strategies' random transforms (never applied to validation data): an
+            `Augmentation`, or the name of one in `AUGMENTATIONS` — "tutorial" (the default: rotation, shifts,
+            shear, zoom, horizontal flip), "flip", "dihedral" (flips and 90° turns only: images without an up,
+            such as solar cells) — or "none" (as `augment=False`).
         hidden, dropout: the dense head.
         layer: the base's layer the head sits on (default: the end of the convolutional base).
         pooling: how the head turns that map into a vector: "flatten", "avg" or "max" (default: the
@@ -109,7 +112,7 @@ class TrainConfig:
     finetune_learning_rate: float | None = None
     optimizer: str | None = None
     augment: bool = True
-    augmentation: Augmentation | None = field(default_factory=Augmentation)
+    augmentation: Augmentation | str | None = field(default_factory=Augmentation)
     hidden: int = 256
     dropout: float = 0.5
     layer: str | None = None
@@ -157,14 +160,16 @@ class TrainConfig:
         spec = get_backbone(self.model)
         weights = normalize_weights(self.weights)
         size = check_input_size(spec, self.input_size, include_top=False, weights=weights)
-        uses_augmentation = self.augment and self.strategy != "features"  # also the unfrozen stage of init_from
+        augmentation = (named_augmentation(self.augmentation) if isinstance(self.augmentation, str)
+                        else self.augmentation or Augmentation())  # None: the default's transforms
+        uses_augmentation = self.augment and self.strategy != "features" and augmentation is not None
         pooling = self.pooling or spec.head_pooling
         recipe = HEAD_RECIPES[pooling]
         return dataclasses.replace(
             self, data=str(Path(os.path.expanduser(str(self.data))).resolve()), model=spec.name, input_size=size,
             crop=self.crop if self.crop in CROPS else float(self.crop),
             weights=weights or "none", finetune_epochs=self.finetune_epochs or self.epochs,
-            augmentation=(self.augmentation or Augmentation()) if uses_augmentation else None,
+            augmentation=augmentation if uses_augmentation else None,
             class_weight=self.class_weight or "none", pooling=pooling,
             optimizer=self.optimizer or recipe.optimizer,
             learning_rate=recipe.learning_rate if self.learning_rate is None else self.learning_rate,
@@ -176,6 +181,11 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise `TransferkitError` naming the first setting that cannot work."""
         check_one_of("strategy", self.strategy, STRATEGIES)
+        if isinstance(self.augmentation, str):
+            named_augmentation(self.augmentation)
+        elif self.augmentation is not None and not isinstance(self.augmentation, Augmentation):
+            raise TransferkitError(f"`augmentation` must be an Augmentation, one of {[*AUGMENTATIONS, 'none']} or "
+                                   f"None. Received: augmentation={self.augmentation!r}")
         with_crop(get_backbone(self.model), self.crop)
         if self.optimizer is not None:
             check_one_of("optimizer", self.optimizer, OPTIMIZERS)

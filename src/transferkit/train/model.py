@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from ..backbones.build import build_model, resolve_blocks
 from ..backbones.registry import PREPROCESSING, BackboneSpec
-from ..errors import TransferkitError, did_you_mean
+from ..errors import TransferkitError, check_one_of, did_you_mean
 from .heads import build_head
 
 
@@ -52,6 +52,28 @@ class Augmentation:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# Named sets of transforms (`--augmentation NAME`); "none" is no augmentation at all.
+AUGMENTATIONS = {
+    "tutorial": Augmentation(),  # the cats-vs-dogs tutorial's: rotation 40°, shifts, shear and zoom 0.2, h-flip
+    "flip": Augmentation(rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, horizontal_flip=True),
+    # images without an up or a handedness (solar cells, microscopy, satellite tiles): all 8 orientations of a
+    # square and nothing that moves content against the frame
+    "dihedral": Augmentation(rotation=0.0, shift=0.0, shear=0.0, zoom=0.0, horizontal_flip=True,
+                             vertical_flip=True, rot90=True),
+}
+
+
+def named_augmentation(name: str) -> Augmentation | None:
+    """The `AUGMENTATIONS` entry called `name` ("none": None), or a `TransferkitError` with close matches.
+
+    Example:
+    >>> named_augmentation("dihedral").rot90
+    True
+    """
+    check_one_of("augmentation", name, [*AUGMENTATIONS, "none"])
+    return AUGMENTATIONS.get(name)
 
 
 def preprocessing_layer(spec: BackboneSpec):
