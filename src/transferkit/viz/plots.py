@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +233,7 @@ def plot_lr_find(learning_rates, losses, smoothed, suggestion: float, path, titl
     ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.15 * (high - low + 1e-9))
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 80), fontsize=10)  # a long stage name wraps inside the figure
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
