@@ -6,8 +6,8 @@ import inspect
 
 from ..train.config import OPTIMIZERS
 from ..train.lr_find import lr_find
-from ._options import add_augmentation, add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet, \
-    add_weights, import_keras
+from ._options import (add_augmentation, add_batch_size, add_command, add_crop, add_input_size, add_model,
+                       add_precision, add_quiet, add_weights, import_keras)
 
 EXAMPLES = """  transferkit lr-find data/ -o lr.png                         # the head stage of the default model
   transferkit lr-find data/ --model vgg16 --input-size 150 -o lr.png
