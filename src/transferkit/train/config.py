@@ -69,16 +69,17 @@ class TrainConfig:
         schedule: each stage's learning rate: "constant"; "cosine" (from the stage's rate down towards 0 over
             its epochs, following the epoch number, so `--resume` continues the curve); or "onecycle" (every
             step: up from rate/25 to the rate over the first quarter of the stage, then down to rate/1e5, as
-            fastai's `fit_one_cycle`; not yet measured on ELPV, so not a default).
+            fastai's `fit_one_cycle`; measured in ELPV fine-tuning, docs/elpv.md: no gain, not a default).
         label_smoothing: ε in [0, 1): targets move ε towards uniform (0: off).
         mixup: α > 0 blends each training example with another of its batch, λ ~ Beta(α, α) (0: off; 0.2–0.4
-            are usual). Validation data is never mixed. Neither is a default: not yet measured on ELPV.
+            are usual). Validation data is never mixed. Neither is a default: measured on ELPV, heads and
+            fine-tuning (docs/elpv.md), neither gained beyond the seeds' spread.
         cutmix: α > 0 pastes a box of another image of the batch into each image, targets weighted by area
             (CutMix; 1.0 is usual). Stages on images only (feature vectors have no pixels); with `mixup` too,
-            each batch takes one of the two. 0: off.
+            each batch takes one of the two. 0: off (measured in ELPV fine-tuning, docs/elpv.md).
         discriminative: "finetune": the top unfrozen block trains at `finetune_learning_rate`, the lowest at that
             rate / `discriminative`, the blocks between on a geometric scale (1: one rate for all; fastai uses
-            about 10–100; not yet measured on ELPV, so 1 by default).
+            about 10–100; measured with "onecycle" in ELPV fine-tuning, no gain, so 1 by default).
         gradual: "finetune": unfreeze one block more per stage (top block first) up to `unfreeze_blocks`, the
             `finetune_epochs` shared among those stages (not with `unfreeze_from`).
         class_weight: "balanced" weights classes by inverse frequency; "none".
