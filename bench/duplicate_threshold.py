@@ -1,11 +1,18 @@
 """Benchmark: where to put the near-duplicate threshold — cosine similarity of edited copies vs different photos.
 
     python bench/duplicate_threshold.py [--model efficientnet_lite0] [--layer avg_pool]
+    python bench/duplicate_threshold.py --rules      # which pairs the near-duplicate rule groups, per setting
 
 Takes the real photos bundled with scikit-image, makes edited copies of each (mirror, 10 % crop, half size,
 JPEG quality 30, brightness +25 %, grey) and prints, for the chosen model and layer, the lowest similarity of an
 edited copy to its original and the highest similarity between two different photos. A threshold between the
-two separates them; `transferkit duplicates` uses 0.9 (docs/search.md).
+two separates them; `transferkit duplicates` uses 0.85 (docs/search.md).
+
+`--rules` measures the whole near-duplicate rule (threshold, and standing out from the 10th neighbour) against
+settings of its two numbers, on four sets: scikit-learn's 1,797 digits written as 32 px PNGs and extracted at the
+model's size and at 96 px (no two are copies: every pair grouped is a mistake), the demo's photos with its
+edited copies (5 true pairs), the 11 photos with 6 edits each above (66 true pairs) and 20,000 clustered vectors
+with 400 planted pairs at cosine 0.95 (bench/search.py's generator, threshold 0.9).
 """
 
 from __future__ import annotations
@@ -41,11 +48,72 @@ def make_photos(root: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def rules(model: str, layer: str) -> None:
+    """Pairs the rule finds, per (neighbourhood, standout), on digits, the demo's photos, the edits, planted."""
+    import transferkit as tk
+    from transferkit.demo import write_digits, write_edited_copies, write_photos
+    from transferkit.search import load_index, near_duplicates as nd
+    from transferkit.search.index import SearchIndex, normalize
+
+    from machine import cpu_flags
+    from search import planted
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sets = {}
+        digits = write_digits(tmp / "digits")
+        for name, size in (("digits", None), ("digits96", 96)):
+            tk.extract(digits, tmp / f"{name}_f", model=model, layers=layer, input_size=size, labels="none", quiet=True)
+            sets[name] = load_index(tmp / f"{name}_f")
+        photos = write_edited_copies(write_photos(tmp / "photos"), tmp / "demo")
+        tk.extract(photos, tmp / "demo_f", model=model, layers=layer, quiet=True)
+        sets["demo"] = load_index(tmp / "demo_f")
+        (tmp / "edits").mkdir()
+        edits = make_photos(tmp / "edits")
+        tk.extract(tmp / "edits", tmp / "edits_f", model=model, layers=layer, quiet=True)
+        sets["edits"] = load_index(tmp / "edits_f")
+    x, first, second = planted(20_000, 512, 400)
+    sets["planted"] = SearchIndex(normalize(x), [str(i) for i in range(len(x))], None, [], "", "v", "exact")
+    truth = {"demo": [("chelsea.png", "chelsea_mirrored.png"), ("chelsea.png", "chelsea_crop.png"),
+                      ("coffee.png", "coffee_q40.jpg"), ("coffee.png", "coffee_brighter.png"),
+                      ("motorcycle_left.png", "motorcycle_right.png")],
+             "edits": edits, "planted": list(zip(map(str, first), map(str, second)))}
+    planted_pairs = {frozenset(p) for p in truth["planted"]}
+    family = {"demo": lambda p: p.split("_")[0].split(".")[0], "edits": lambda p: p.split("__")[0].split(".")[0]}
+    print(f"{model} {layer}; CPU flags: {cpu_flags()}")
+    print("| neighbourhood | standout | digits (wrong pairs) | digits 96 px | demo photos (found/5, wrong) | "
+          "edited photos (found/66, wrong) | planted (found/400, wrong) |")
+    print("|---|---|---|---|---|---|---|")
+    for k in (0, 1, 3, 5, 10, 20):
+        for f in ((0.0,) if k == 0 else (0.5, 0.67, 0.75)):
+            nd.NEIGHBOURHOOD, nd.STANDOUT = max(k, 1), f
+            cells = []
+            for name, index in sets.items():
+                threshold = 0.9 if name == "planted" else nd.DEFAULT_THRESHOLD
+                candidates, neighbours = nd.candidate_pairs(index, threshold)
+                pairs = candidates if k == 0 else nd.standing_out(index, candidates, threshold, neighbours)
+                found = {(index.paths[a], index.paths[b]) for a, b in zip(pairs.a, pairs.b)}
+                found |= {(b, a) for a, b in found}
+                if name.startswith("digits"):
+                    cells.append(str(len(pairs)))
+                    continue
+                hits = sum(pair in found for pair in truth[name])
+                if name == "planted":
+                    wrong = sum(frozenset(pair) not in planted_pairs for pair in found) // 2
+                else:
+                    wrong = sum(family[name](a) != family[name](b) for a, b in found) // 2
+                cells.append(f"{hits}/{len(truth[name])}, {wrong}")
+            print(f"| {k or 'threshold only'} | {f:g} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="efficientnet_lite0")
     ap.add_argument("--layer", default="avg_pool")
+    ap.add_argument("--rules", action="store_true", help="measure the near-duplicate rule's settings")
     args = ap.parse_args()
+    if args.rules:
+        return rules(args.model, args.layer)
     import transferkit as tk
     from transferkit.search.index import normalize
 

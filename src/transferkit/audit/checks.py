@@ -10,8 +10,10 @@ from ..data.decode import DecodeError, load_image
 from ..data.folder import ImageIndex
 from ..data.folds import stratified_folds
 from ..errors import TransferkitError
-from ..search.api import group_pairs, rank_outliers, scan
+from ..search.api import rank_outliers
 from ..search.index import SearchIndex, normalize
+from ..search.near_duplicates import NEIGHBOURHOOD, group_pairs, standing_out
+from ..search.scan import Pairs, pairs_of, scan
 from .findings import Finding
 
 CONSTANT_STD = 1.0  # grey levels (0–255) of a 32 × 32 rendering: below this an image is one flat colour
@@ -21,7 +23,6 @@ IMBALANCE = 1 / 3  # a class below this fraction of the largest class is reporte
 # correlate >= 0.99 with the original's (best of the 8 orientations), brightened or greyscale ones >= 0.94;
 # different photos <= 0.72, different digits up to ~0.98.
 PIXEL_MATCH = 0.99
-NEIGHBOURS = 10  # candidates per image: its nearest neighbours at or above the feature threshold
 THUMB = 16
 # The out-of-fold classifier: a logistic regression this strongly regularised (C = 0.01 on standardised features)
 # and cleanlab's `low_self_confidence` filter (as many issues as confident learning estimates, the least
@@ -119,56 +120,35 @@ def pixel_pairs(thumbs: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.nd
     return np.concatenate(found_a), np.concatenate(found_b)
 
 
-def near_duplicate_pairs(index: SearchIndex, thumbs: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray],
-                         threshold: float) -> list[tuple[int, int, float]]:
-    """(i, j, feature similarity), i < j: pairs whose thumbnails match (`pixel_pairs`: re-encoded, resized,
-    mirrored or turned copies), and pairs among each image's `NEIGHBOURS` nearest at or above `threshold` whose
-    features stand out from the data's own nearest-neighbour similarity (above its median + 3/4 of the way to 1:
-    crops, recoloured copies). Where every image has a close neighbour, as with digits, only the thumbnails
-    decide."""
-    sims, rows = neighbours
-    n = len(index)
-    a, b = pixel_pairs(thumbs) if thumbs is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if sims.shape[1]:
-        median = float(np.median(sims[:, 0]))
-        standout = max(threshold, median + 0.75 * (1 - median))
-        i, m = np.nonzero(sims >= standout)
-        j = rows[i, m]
-        keep = i != j
-        a = np.concatenate([a, np.minimum(i, j)[keep]])
-        b = np.concatenate([b, np.maximum(i, j)[keep]])
-    _, first = np.unique(a * n + b, return_index=True)
-    a, b = a[first], b[first]
-    s = np.einsum("nd,nd->n", index.vectors[a], index.vectors[b])
-    return list(zip(a.tolist(), b.tolist(), s.astype(float).tolist()))
-
-
-def similarity_findings(index: SearchIndex, split: list[str], thumbs: np.ndarray, threshold: float,
+def similarity_findings(index: SearchIndex, split: list[str], thumbs: np.ndarray | None, threshold: float,
                         k: int = 5) -> list[Finding]:
-    """From the nearest neighbours of every image (one `scan`): leaks (a validation image with a near-duplicate in
-    train: one row per validation image, paired with its most similar train image), near-duplicates within a
-    split (one row per image beyond the first of each group) and outliers (below Tukey's fence of the mean
-    similarity to the `k` nearest neighbours)."""
+    """From one `scan` of all pairs: leaks (a validation image with a near-duplicate in train: one row per
+    validation image, paired with its most similar train image), near-duplicates within a split (keeper-first
+    groups, one row per image beyond the kept one) and outliers (below Tukey's fence of the mean similarity to
+    the `k` nearest neighbours). Near-duplicates are `search.near_duplicates`' rule, plus pairs whose thumbnails
+    match (`pixel_pairs`: re-encoded, resized, mirrored or turned copies of small images the features rank
+    apart), since the audit reads every image anyway."""
     n = len(index)
     given = [index.class_names[index.labels[i]] for i in range(n)]
-    sims, rows, _ = scan(index, min(max(k, NEIGHBOURS), max(0, n - 1)), None)
+    sims, rows, candidates = scan(index, min(max(k, NEIGHBOURHOOD), max(0, n - 1)), threshold)
+    features = standing_out(index, candidates, threshold, (sims, rows))
+    a, b = pixel_pairs(thumbs) if thumbs is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    pairs = pairs_of(index, np.concatenate([features.a, a]), np.concatenate([features.b, b]))
     out = []
     best_train: dict[int, tuple[float, int]] = {}
-    same_split = []
-    for a, b, s in near_duplicate_pairs(index, thumbs, (sims, rows), threshold):
-        if split[a] == split[b]:
-            same_split.append((a, b))
-            continue
-        val, train = (a, b) if split[a] == "validation" else (b, a)
+    same = np.array([split[i] == split[j] for i, j in zip(pairs.a, pairs.b)], bool)
+    for i, j, s in zip(pairs.a[~same].tolist(), pairs.b[~same].tolist(), pairs.similarity[~same].tolist()):
+        val, train = (i, j) if split[i] == "validation" else (j, i)
         if s > best_train.get(val, (-2.0, -1))[0]:
             best_train[val] = (s, train)
     for val, (s, train) in sorted(best_train.items()):
         out.append(Finding(index.paths[val], split[val], "leak", round(s, 4), given[val], other=index.paths[train]))
-    for group in group_pairs(index, same_split, threshold).groups:
-        first = group[0][0]
+    within = Pairs(pairs.a[same], pairs.b[same], pairs.similarity[same])
+    for group in group_pairs(index, within, threshold).groups:
+        kept = group[0][0]
         for path, s in group[1:]:
             row = index.row_of(path)
-            out.append(Finding(path, split[row], "duplicate", round(s, 4), given[row], other=first))
+            out.append(Finding(path, split[row], "duplicate", round(s, 4), given[row], other=kept))
     if sims.shape[1]:
         for path, score in rank_outliers(index, sims[:, :k], top=n, fence=True):
             row = index.row_of(path)

@@ -18,7 +18,7 @@ from ..extract.cache import cached_features
 from ..extract.store import load_features, read_manifest
 from ..extract.writer import MANIFEST
 from ..files import write_json_atomic, write_text_atomic
-from ..search.api import DEFAULT_THRESHOLD
+from ..search.near_duplicates import DEFAULT_THRESHOLD
 from ..train.data import VALIDATION_NAMES, labelled_pool
 from .checks import (image_checks, imbalance_findings, label_findings, out_of_fold_probabilities, search_index,
                      similarity_findings)

@@ -10,16 +10,18 @@ from ._options import add_command, add_features, import_keras
 EXAMPLES = """  transferkit duplicates features/                       # default threshold 0.85
   transferkit duplicates features/ --threshold 0.95 -o groups.csv
 
-Images whose features have cosine similarity >= THRESHOLD are grouped (transitively). The default 0.85 was
-measured with EfficientNet-Lite0 avg_pool on real photos (bench/duplicate_threshold.py): every mirrored,
-5 %-cropped, half-size, brightened and JPEG-quality-30 copy scored >= 0.856 against its original, different
-photos <= 0.40; greyscale copies can fall below (0.72). Other models and layers may want another threshold.
-CSV columns: group, path, similarity (to the group's first member).
+Two images are near-duplicates when their features' cosine similarity is >= THRESHOLD and stands out from
+both images' 10 nearest neighbours (so look-alike images such as handwritten digits are not grouped).
+Each group keeps its first image and lists the images that are near-duplicates of it, never chained through
+a third. The default 0.85: every mirrored, 5 %-cropped, half-size, brightened and JPEG-30 copy of real photos
+scored >= 0.856 against its original with EfficientNet-Lite0 avg_pool, different photos <= 0.40
+(bench/duplicate_threshold.py; docs/search.md). Other models and layers may want another threshold.
+CSV columns: group, path, similarity (to the group's kept image, the group's first row).
 """
 
 
 def register(sub):
-    from ..search.api import DEFAULT_THRESHOLD
+    from ..search.near_duplicates import DEFAULT_THRESHOLD
 
     p = add_command(sub, "duplicates", help="Group near-duplicate images of a feature set.", examples=EXAMPLES,
                     run=run)

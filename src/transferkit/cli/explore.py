@@ -13,7 +13,7 @@ near-duplicate groups, the outliers and a 2-D PCA map coloured by class.
 
 
 def register(sub):
-    from ..search.api import DEFAULT_THRESHOLD
+    from ..search.near_duplicates import DEFAULT_THRESHOLD
 
     p = add_command(sub, "explore", help="Write an HTML page to browse a feature set.", examples=EXAMPLES, run=run)
     add_features(p)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,15 +10,7 @@ import numpy as np
 
 from ..errors import TransferkitError, check_positive_int
 from .index import BLOCK, SearchIndex, load_index
-
-# Measured by bench/duplicate_threshold.py (EfficientNet-Lite0 avg_pool, 11 real photos, 66 edited copies):
-# every mirrored, cropped, half-size, brightened and JPEG-30 copy scores >= 0.856 against its original, different
-# photos <= 0.40; only greyscale copies can fall lower (0.72). docs/search.md has the table.
-DEFAULT_THRESHOLD = 0.85
-# IVF cells probed when listing near-duplicate pairs of a large set (bench/search.py --growing: with 8 cells and
-# the 20 nearest of each row, every exact pair >= 0.9 of 100,000 x 512 was found, 3.6x faster than 32 cells, 50)
-DUPLICATE_NPROBE = 8
-
+from .near_duplicates import DEFAULT_THRESHOLD, DuplicateGroups, check_threshold, group_pairs, near_duplicate_pairs
 
 @dataclass
 class Match:
@@ -112,104 +103,21 @@ def similar(features, query, *, k: int = 10, layer: str | None = None) -> tuple[
     return matches, skipped
 
 
-@dataclass
-class DuplicateGroups:
-    """Near-duplicate groups: each a list of (path, similarity to the group's first member), first member first."""
+def duplicates(features, *, threshold: float = DEFAULT_THRESHOLD, layer: str | None = None) -> DuplicateGroups:
+    """Groups of near-duplicate images: each group's first image and the images that are near-duplicates of it.
 
-    groups: list[list[tuple[str, float]]]
-    threshold: float
-
-    @property
-    def removable(self) -> int:
-        """Images that could go while keeping one of each group."""
-        return sum(len(g) - 1 for g in self.groups)
-
-    def summary(self) -> str:
-        images = sum(len(g) for g in self.groups)
-        return (f"{len(self.groups)} groups of near-duplicates ({images} images, similarity >= {self.threshold}); "
-                f"{self.removable} could be removed, keeping one per group.")
-
-
-def duplicates(features, *, threshold: float = DEFAULT_THRESHOLD, layer: str | None = None,
-               max_neighbours: int = 20) -> DuplicateGroups:
-    """Group images whose features have cosine similarity >= `threshold`, transitively.
-
-    Exact sets compare every pair (in blocks); approximate ones the `max_neighbours` nearest of each image.
+    A near-duplicate has cosine similarity >= `threshold` to the kept image and stands out from both images'
+    nearest neighbours (`near_duplicates` has the rule); groups never chain (A like B and B like C does not put
+    A with C unless A is like C). Exact sets compare every pair (in blocks); approximate ones the 20 nearest of
+    each image.
 
     Example:
     >>> groups = duplicates("features/", threshold=0.9)  # doctest: +SKIP
     >>> print(groups.summary())
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1 <= threshold <= 1:
-        raise TransferkitError(f"`threshold` must be a cosine similarity from -1 to 1 (e.g. 0.9). "
-                               f"Received: threshold={threshold!r}")
+    threshold = check_threshold(threshold)
     index = _as_index(features, layer)
-    return group_pairs(index, _pairs_above(index, threshold, max_neighbours), threshold)
-
-
-def group_pairs(index: SearchIndex, pairs, threshold: float) -> DuplicateGroups:
-    """Near-duplicate groups: the connected components (scipy) of the graph whose edges are `pairs` of rows."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    a, b = (np.asarray(x, dtype=np.int64) for x in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
-    n = len(index)
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
-    # the rows of groups of two or more, by component and ascending within each: one sort, not a scan per group
-    order = np.argsort(component, kind="stable")
-    order = order[np.bincount(component)[component[order]] >= 2]
-    groups = []
-    for rows in np.split(order, np.flatnonzero(np.diff(component[order])) + 1) if len(order) else []:
-        sims = index.vectors[rows] @ index.vectors[rows[0]]
-        groups.append([(index.paths[r], float(s)) for r, s in zip(rows, sims)])
-    groups.sort(key=lambda g: (-len(g), g[0][0]))
-    return DuplicateGroups(groups, float(threshold))
-
-
-def _pairs_above(index: SearchIndex, threshold: float, max_neighbours: int) -> list[tuple[int, int]]:
-    if index.kind == "exact":
-        return scan(index, 0, threshold)[2]
-    # near-duplicates sit in the cell of their twin or the next: fewer cells probed than for a query
-    sims, rows = dataclasses.replace(index, nprobe=min(index.nprobe, DUPLICATE_NPROBE)).neighbours(max_neighbours)
-    i, j = np.nonzero(sims >= threshold)
-    return list(zip(i.tolist(), rows[i, j].tolist()))
-
-
-def scan(index: SearchIndex, k: int, threshold: float | None) -> tuple[np.ndarray, np.ndarray, list]:
-    """One blockwise pass over all pairs of an exact index: every row's `k` nearest other rows (similarities,
-    rows; as `SearchIndex.neighbours`) and the pairs (i < j) with similarity >= `threshold` (None: no pairs).
-
-    One matrix product per block serves neighbours, near-duplicates and outliers (the explorer needs all three).
-    Approximate indexes answer from their neighbour lists instead.
-    """
-    n = len(index)
-    k = max(0, min(int(k), n - 1))
-    if index.kind != "exact":
-        sims, rows = index.neighbours(max(k, 50 if threshold is not None else k))
-        pairs = []
-        if threshold is not None:
-            i, j = np.nonzero(sims >= threshold)
-            pairs = [(a, b) for a, b in zip(i.tolist(), rows[i, j].tolist()) if a < b]
-        return sims[:, :k], rows[:, :k], pairs
-    sims_out = np.zeros((n, k), np.float32)
-    rows_out = np.zeros((n, k), np.int64)
-    pairs: list[tuple[int, int]] = []
-    for a in range(0, n, BLOCK):
-        block = index.vectors[a:a + BLOCK] @ index.vectors.T
-        local = np.arange(len(block))
-        if threshold is not None:
-            i, j = np.nonzero(block >= threshold)
-            keep = j > i + a
-            pairs += list(zip((i[keep] + a).tolist(), j[keep].tolist()))
-        if k:
-            block[local, local + a] = -np.inf  # never its own neighbour
-            top = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < n - 1 else np.argsort(-block, axis=1)[:, :k]
-            top_sims = np.take_along_axis(block, top, axis=1)
-            order = np.argsort(-top_sims, axis=1, kind="stable")
-            rows_out[a:a + BLOCK] = np.take_along_axis(top, order, axis=1)
-            sims_out[a:a + BLOCK] = np.take_along_axis(top_sims, order, axis=1)
-    return sims_out, rows_out, pairs
+    return group_pairs(index, near_duplicate_pairs(index, threshold), threshold)
 
 
 def outliers(features, *, k: int = 5, top: int = 20, layer: str | None = None) -> list[tuple[str, float]]:

@@ -16,7 +16,9 @@ import numpy as np
 from ..errors import TransferkitError
 from ..files import atomic_folder, write_text_atomic
 from ..templates import render_template
-from .api import DEFAULT_THRESHOLD, group_pairs, rank_outliers, scan
+from .api import rank_outliers
+from .near_duplicates import DEFAULT_THRESHOLD, NEIGHBOURHOOD, check_threshold, group_pairs, standing_out
+from .scan import scan
 from .index import SearchIndex, load_index
 from .project import project_2d
 
@@ -63,6 +65,7 @@ def explore(features, out, *, k: int = 8, threshold: float = DEFAULT_THRESHOLD, 
     Example:
     >>> explore("features/", "explore.html")  # doctest: +SKIP
     """
+    threshold = check_threshold(threshold)
     index = features if isinstance(features, SearchIndex) else load_index(features, layer=layer)
     out = Path(out)
     if out.exists() and out.is_dir():
@@ -71,8 +74,9 @@ def explore(features, out, *, k: int = 8, threshold: float = DEFAULT_THRESHOLD, 
         raise TransferkitError(f"The folder {str(out.parent)!r} does not exist; create it or choose another -o.")
     n = len(index)
     k_odd = min(5, max(1, n - 1))
-    sims, rows, pairs = scan(index, max(k, k_odd), threshold)  # one pass: neighbours, duplicates, outliers
-    groups = group_pairs(index, pairs, threshold)
+    # one pass: neighbours (as many as the near-duplicate rule looks at), candidate pairs, outliers
+    sims, rows, pairs = scan(index, max(k, k_odd, NEIGHBOURHOOD), threshold)
+    groups = group_pairs(index, standing_out(index, pairs, threshold, (sims, rows)), threshold)
     odd = rank_outliers(index, sims[:, :k_odd], top=min(50, n), fence=True) if n > 1 else []
     sims, rows = np.round(sims[:, :k], 4), rows[:, :k]
     row = {p: i for i, p in enumerate(index.paths)}
