@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TransferkitError
+from .errors import TransferkitError, install_hint
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
           "motorcycle_right.png", "hubble_deep_field.jpg", "camera.png")
@@ -21,7 +21,7 @@ def _need(module: str, package: str):
     try:
         return __import__(module)
     except ImportError:
-        raise TransferkitError(f"The demo needs {package}: pip install 'transferkit[demo]'.") from None
+        raise TransferkitError(f"The demo needs {package}: {install_hint('demo')}.") from None
 
 
 def write_photos(folder: Path) -> Path:

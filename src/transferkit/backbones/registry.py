@@ -88,10 +88,21 @@ def with_crop(spec: "BackboneSpec", crop="model") -> "BackboneSpec":
     >>> with_crop(get_backbone("efficientnet_lite0"), "none").crop_fraction is None  # doctest: +SKIP
     True
     """
+    crop = parse_crop(crop)
     if crop == "model":
         return spec
-    if crop == "none":
-        return dataclasses.replace(spec, crop_fraction=None)
+    return dataclasses.replace(spec, crop_fraction=None if crop == "none" else crop)
+
+
+def parse_crop(crop) -> "str | float":
+    """"model", "none", or the fraction in (0, 1] that `crop` names; one clear error otherwise.
+
+    Example:
+    >>> parse_crop("0.9"), parse_crop("none")
+    (0.9, 'none')
+    """
+    if crop in ("model", "none"):
+        return crop
     try:
         fraction = float(crop)
     except (TypeError, ValueError):
@@ -99,7 +110,7 @@ def with_crop(spec: "BackboneSpec", crop="model") -> "BackboneSpec":
     if isinstance(crop, bool) or fraction is None or not 0 < fraction <= 1:
         raise TransferkitError(f"`crop` must be 'model', 'none' or a fraction in (0, 1] (e.g. 0.875). "
                                f"Received: crop={crop!r}")
-    return dataclasses.replace(spec, crop_fraction=fraction)
+    return fraction
 
 
 def with_input(spec: "BackboneSpec", config: InputConfig) -> "BackboneSpec":

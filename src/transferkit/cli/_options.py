@@ -6,12 +6,66 @@ import argparse
 import os
 import sys
 
+from ..errors import TransferkitError
 
-def add_command(sub, name: str, *, help: str, examples: str, run) -> argparse.ArgumentParser:
-    """Add a sub-command whose --help ends with usage examples."""
+
+# Argument types: every value is checked while the command line is parsed, before Keras loads (a bad value
+# answers at once, not after seconds of imports). The library checks the same values again for Python callers.
+
+def _type(name: str, parse):
+    """An argparse type from a parser that raises `TransferkitError` (or ValueError) with the reason."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except (TransferkitError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = name  # argparse names the type in its messages
+    return convert
+
+
+def integer(low: int = 1, high: int | None = None):
+    """An integer from `low` (to `high`)."""
+    def parse(text):
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            raise TransferkitError(f"must be an integer from {low}" + (f" to {high}" if high is not None else " up")
+                                   + f". Received: {text}")
+        return value
+    return _type("integer", parse)
+
+
+def number(low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = False, what=""):
+    """A float in [low, high] (or open at either end)."""
+    def parse(text):
+        value = float(text)
+        ok = (value > low if low_open else value >= low) and (
+            high is None or (value < high if high_open else value <= high))
+        if not ok or value != value:
+            span = ("(" if low_open else "[") + f"{low:g}, " + (f"{high:g}" if high is not None else "∞") + (
+                ")" if high_open or high is None else "]")
+            raise TransferkitError(f"must be {what or 'a number'} in {span}. Received: {text}")
+        return value
+    return _type("number", parse)
+
+
+def crop_value(text: str) -> str:
+    """--crop: model, none or a fraction in (0, 1], checked now; passed on as given."""
+    from ..backbones.registry import parse_crop
+
+    _type("crop", parse_crop)(text)
+    return text
+
+
+COSINE = number(-1, 1, what="a cosine similarity")
+SEED = integer(0)
+
+
+def add_command(sub, name: str, *, help: str, examples: str, run, resumes: bool = False) -> argparse.ArgumentParser:
+    """Add a sub-command whose --help ends with usage examples; `resumes`: running it again after Ctrl-C
+    continues where it stopped (the interrupt message then says so)."""
     parser = sub.add_parser(name, help=help, description=help, epilog="examples:\n" + examples,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, resumes=resumes)
     return parser
 
 
@@ -26,12 +80,12 @@ def add_model(parser, *, positional: bool = False, default: str | None = None):
 
 
 def add_input_size(parser):
-    parser.add_argument("--input-size", type=int, default=None, metavar="N",
+    parser.add_argument("--input-size", type=integer(1), default=None, metavar="N",
                         help="square input size in pixels (default: the model's)")
 
 
 def add_crop(parser):
-    parser.add_argument("--crop", default="model", metavar="{model,none,FRACTION}",
+    parser.add_argument("--crop", default="model", type=crop_value, metavar="{model,none,FRACTION}",
                         help="model: the backbone's own centre crop (EfficientNet-Lite 0.875, keras.applications "
                              "none); none: resize the whole image (keeps borders); or a fraction (default: model)")
 
@@ -64,7 +118,7 @@ def add_precision(parser):
 
 
 def add_batch_size(parser, default: int = 32):
-    parser.add_argument("--batch-size", type=int, default=default, metavar="N", help=f"(default: {default})")
+    parser.add_argument("--batch-size", type=integer(1), default=default, metavar="N", help=f"(default: {default})")
 
 
 def add_run_or_model(parser):

@@ -6,8 +6,9 @@ import inspect
 
 from ..audit import ISSUES, audit
 from ..errors import plural
-from ._options import add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet, \
-    add_weights, import_keras
+from ..errors import require_extras
+from ._options import (SEED, add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision,
+                       add_quiet, add_weights, import_keras, integer, number)
 
 EXAMPLES = """  transferkit audit data/ -o audit/                  # train/ validation/ <class>/, 5 folds
   transferkit audit photos/ --folds 10 -o audit/      # a plain <class>/ folder
@@ -22,27 +23,27 @@ offline page, a section per kind) and OUT/summary.json. Your files are only read
 def register(sub):
     default = {name: p.default for name, p in inspect.signature(audit).parameters.items()}
     p = add_command(sub, "audit", help="Find label issues, train/validation leaks, near-duplicates, outliers and "
-                    "bad files in a labelled image folder.", examples=EXAMPLES, run=run)
+                    "bad files in a labelled image folder.", examples=EXAMPLES, run=run, resumes=True)
     p.add_argument("data", metavar="DATA", help="train/ validation/ <class>/ folder, a <class>/ folder, a "
                    "path,label CSV, or a labelled feature folder (extracted or imported)")
     p.add_argument("-o", "--output", default=default["out"], metavar="DIR",
                    help=f"folder for issues.csv, audit.html, summary.json (default: {default['out']})")
     add_model(p)
-    p.add_argument("--folds", type=int, default=default["folds"], metavar="K",
+    p.add_argument("--folds", type=integer(2), default=default["folds"], metavar="K",
                    help=f"stratified folds of the out-of-fold probabilities (default: {default['folds']})")
     add_input_size(p)
     add_crop(p)
     add_weights(p)
     add_precision(p)
     add_batch_size(p, default["batch_size"])
-    p.add_argument("--threshold", type=float, default=default["threshold"], metavar="COS",
+    p.add_argument("--threshold", type=number(0, 1, low_open=True, what="a cosine similarity"), default=default["threshold"], metavar="COS",
                    help=f"feature similarity from which two images may be near-duplicates (default: "
                         f"{default['threshold']})")
-    p.add_argument("--min-size", type=int, default=default["min_size"], metavar="PX",
+    p.add_argument("--min-size", type=integer(1), default=default["min_size"], metavar="PX",
                    help=f"report images whose shorter side is below this (default: {default['min_size']})")
     p.add_argument("--runs", default=str(default["runs_root"]), metavar="DIR",
                    help="where the feature cache lives, shared with `transferkit train` (default: runs)")
-    p.add_argument("--seed", type=int, default=default["seed"], help=f"the folds (default: {default['seed']})")
+    p.add_argument("--seed", type=SEED, default=default["seed"], help=f"the folds (default: {default['seed']})")
     p.add_argument("--write-csv", default=None, metavar="FILE",
                    help="also write a path,label CSV of the images without findings (train accepts it)")
     p.add_argument("--relabel", action="store_true",
@@ -51,6 +52,7 @@ def register(sub):
 
 
 def run(args) -> int:
+    require_extras("transferkit audit", "audit")  # before the output folder exists
     import_keras()
     findings = audit(args.data, args.output, model=args.model, folds=args.folds, input_size=args.input_size,
                      crop=args.crop, weights=args.weights, precision=args.precision, threshold=args.threshold,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 from ..files import atomic_open
-from ._options import add_command, add_features, import_keras
+from ._options import COSINE, add_command, add_features, import_keras
 
 EXAMPLES = """  transferkit duplicates features/                       # default threshold 0.85
   transferkit duplicates features/ --threshold 0.95 -o groups.csv
@@ -26,7 +26,7 @@ def register(sub):
     p = add_command(sub, "duplicates", help="Group near-duplicate images of a feature set.", examples=EXAMPLES,
                     run=run)
     add_features(p)
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    p.add_argument("--threshold", type=COSINE, default=DEFAULT_THRESHOLD,
                    help=f"cosine similarity that makes two images near-duplicates (default: {DEFAULT_THRESHOLD})")
     p.add_argument("-o", "--output", default=None, help="CSV file (default: print the groups)")
 

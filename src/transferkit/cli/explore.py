@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._options import add_command, add_features, import_keras
+from ._options import COSINE, add_command, add_features, import_keras, integer
 
 EXAMPLES = """  transferkit explore features/ -o explore.html
   transferkit explore features/ -o explore.html -k 12 --threshold 0.95
@@ -18,8 +18,8 @@ def register(sub):
     p = add_command(sub, "explore", help="Write an HTML page to browse a feature set.", examples=EXAMPLES, run=run)
     add_features(p)
     p.add_argument("-o", "--output", default="explore.html", help="the HTML file (default: explore.html)")
-    p.add_argument("-k", type=int, default=8, help="neighbours shown per image (default: 8)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    p.add_argument("-k", type=integer(1), default=8, help="neighbours shown per image (default: 8)")
+    p.add_argument("--threshold", type=COSINE, default=DEFAULT_THRESHOLD,
                    help=f"near-duplicate similarity (default: {DEFAULT_THRESHOLD})")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import require_extras
 from ._options import add_command, import_keras
 
 EXAMPLES = """  transferkit export runs/vgg16-finetune-... --format onnx -o classifier.onnx
@@ -28,6 +29,8 @@ def register(sub):
 
 
 def run(args) -> int:
+    if args.format in ("onnx", "openvino"):
+        require_extras(f"transferkit export --format {args.format}", "export")
     import_keras()
     from ..train.export import export
 

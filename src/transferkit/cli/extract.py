@@ -13,8 +13,9 @@ from ..errors import plural
 from ..extract.engines import ENGINES
 from ..extract.openvino import RUNTIMES
 from ..extract.runner import FORMATS, extract
+from ..errors import require_extras
 from ._options import (add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet,
-                       add_weights, import_keras)
+                       add_weights, import_keras, integer, number)
 
 EXAMPLES = """  transferkit extract photos/ --model vgg16 --layer fc2 -o features/
   transferkit extract photos/ --model resnet50 --pooling avg --precision int8 -o f8/     # OpenVINO int8
@@ -31,7 +32,7 @@ Re-running the same command resumes an interrupted run. Exit status 3 means some
 
 def register(sub):
     p = add_command(sub, "extract", help="Extract a feature vector (or map) per image into a folder.",
-                    examples=EXAMPLES, run=run)
+                    examples=EXAMPLES, run=run, resumes=True)
     p.add_argument("images", metavar="IMAGES",
                    help="folder of images (class sub-folders give labels), one image, or a CSV with path[,label]")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (shards + manifest.json)")
@@ -50,19 +51,19 @@ def register(sub):
                    help="inferred: class sub-folders are labels; none: all images unlabelled")
     p.add_argument("--format", default=default["format"], choices=FORMATS,
                    help="npy also writes features.npy, labels.npy and paths.txt")
-    p.add_argument("--shard-size", type=int, default=default["shard_size"], metavar="N",
+    p.add_argument("--shard-size", type=integer(1), default=default["shard_size"], metavar="N",
                    help=f"images per shard (default: {default['shard_size']})")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--workers", type=integer(1), default=None, metavar="N",
                    help="local: decoding threads (default: one per core); ray: model replicas (default: 2, or one "
                         "per GPU with --gpus-per-worker)")
     p.add_argument("--engine", default=default["engine"], choices=list(ENGINES),
                    help="local threads, or Ray Data across a cluster (pip install 'transferkit[ray]')")
     p.add_argument("--address", default=None, help="ray: cluster address (default: start a local Ray instance)")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="F", help="ray: GPUs per model replica")
+    p.add_argument("--gpus-per-worker", type=number(0), default=0.0, metavar="F", help="ray: GPUs per model replica")
     p.add_argument("--runtime", default=None, choices=RUNTIMES,
                    help="keras (default), or openvino (also for float32/bfloat16; --precision int8 implies it; "
                         "pip install 'transferkit[openvino]')")
-    p.add_argument("--calibration", type=int, default=default["calibration"], metavar="N",
+    p.add_argument("--calibration", type=integer(1), default=default["calibration"], metavar="N",
                    help="int8: calibrate the quantisation on a seeded sample of N of the images "
                         f"(default: {default['calibration']})")
     p.add_argument("--overwrite", action="store_true", help="discard an existing output instead of resuming")
@@ -73,6 +74,10 @@ def register(sub):
 
 
 def run(args) -> int:
+    require_extras("transferkit extract" + (" --precision int8" if args.precision == "int8" else
+                                            " --runtime openvino" if args.runtime == "openvino" else ""),
+                   *(["openvino"] if "int8" in (args.precision,) or args.runtime == "openvino" else []),
+                   *(["ray"] if args.engine == "ray" else []))
     import_keras()
     fs = extract(args.images, args.output, model=args.model, layers=args.layers, pooling=args.pooling,
                  input_size=args.input_size, crop=args.crop, weights=args.weights, batch_size=args.batch_size,
@@ -88,7 +93,7 @@ def run(args) -> int:
 
 
 def report(fs, out) -> int:
-    """Print the summary of a finished extraction; return 3 when images were skipped."""
+    """Print the summary of a finished extraction (skipped files are named by the library's warnings)."""
     m = fs.manifest
     rows = m["counts"]["rows"]
     shapes = ", ".join(f"{name} {rows} × {' × '.join(map(str, info['shape']))}" for name, info in m["layers"].items())
@@ -103,12 +108,6 @@ def report(fs, out) -> int:
         example = m["ignored_files"]["examples"][0]
         print(f"Ignored 1 file that is not an image by its extension: {example!r}" if ignored == 1 else
               f"Ignored {ignored} files that are not images by their extension (e.g. {example!r})", file=sys.stderr)
-    if fs.skipped:
-        for item in fs.skipped[:20]:
-            print(f"skipped: {item['path']}: {item['reason']}", file=sys.stderr)
-        more = len(fs.skipped) - 20
-        print(f"Skipped {len(fs.skipped)} of {plural(m['counts']['images'], 'image')}"
-              + (f" ({more} more not shown)" if more > 0 else "") + f"; all listed in {out / 'manifest.json'}",
-              file=sys.stderr)
-        return 3
+    if fs.skipped:  # each one was named on a "skipped:" line; the command's last line counts them
+        print(f"Skipped files are listed with their reasons in {out / 'manifest.json'}", file=sys.stderr)
     return 0

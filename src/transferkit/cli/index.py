@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import require_extras
 from ._options import add_command, add_features, import_keras
 
 EXAMPLES = """  transferkit index features/
@@ -22,6 +23,8 @@ def register(sub):
 
 
 def run(args) -> int:
+    if args.kind == "ivf":
+        require_extras("transferkit index --kind ivf", "search")
     import_keras()
     from ..search import build_index
 

@@ -6,8 +6,9 @@ import inspect
 
 from ..train.config import OPTIMIZERS
 from ..train.lr_find import lr_find
-from ._options import (add_augmentation, add_batch_size, add_command, add_crop, add_input_size, add_model,
-                       add_precision, add_quiet, add_weights, import_keras)
+from ..errors import require_extras
+from ._options import (SEED, add_augmentation, add_batch_size, add_command, add_crop, add_input_size, add_model,
+                       add_precision, add_quiet, add_weights, import_keras, integer, number)
 
 EXAMPLES = """  transferkit lr-find data/ -o lr.png                         # the head stage of the default model
   transferkit lr-find data/ --model vgg16 --input-size 150 -o lr.png
@@ -21,7 +22,7 @@ Prints the sweep and `suggested learning rate: X`; pass X as --learning-rate (he
 def register(sub):
     default = {name: p.default for name, p in inspect.signature(lr_find).parameters.items()}
     p = add_command(sub, "lr-find", help="Sweep the learning rate and suggest one (fastai's learning-rate finder).",
-                    examples=EXAMPLES, run=run)
+                    examples=EXAMPLES, run=run, resumes=True)
     p.add_argument("data", metavar="DATA", help="folder with train/<class>/ (and validation/), as for train")
     p.add_argument("-o", "--output", default=None, metavar="PNG", help="the loss curve (default: none)")
     add_model(p)
@@ -34,20 +35,22 @@ def register(sub):
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="sweep this finished run's unfrozen stage instead of the head stage")
     add_augmentation(p)
-    p.add_argument("--unfreeze-blocks", type=int, default=None, metavar="N", help="with --init-from (default: the "
+    p.add_argument("--unfreeze-blocks", type=integer(1), default=None, metavar="N", help="with --init-from (default: the "
                                                                                   "registry's)")
-    p.add_argument("--validation-split", type=float, default=None, metavar="F",
+    p.add_argument("--validation-split", type=number(0, 1, low_open=True, high_open=True, what="a fraction"), default=None, metavar="F",
                    help="without a validation/ folder, as for train")
-    p.add_argument("--steps", type=int, default=default["steps"], help=f"(default: {default['steps']})")
-    p.add_argument("--start", type=float, default=default["start"], help=f"first rate (default: {default['start']:g})")
-    p.add_argument("--end", type=float, default=default["end"], help=f"last rate (default: {default['end']:g})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=integer(2), default=default["steps"], help=f"(default: {default['steps']})")
+    p.add_argument("--start", type=number(0, low_open=True), default=default["start"], help=f"first rate (default: {default['start']:g})")
+    p.add_argument("--end", type=number(0, low_open=True), default=default["end"], help=f"last rate (default: {default['end']:g})")
+    p.add_argument("--seed", type=SEED, default=0)
     add_precision(p)
     p.add_argument("--runs", default="runs", metavar="DIR", help="where the feature cache lives (default: runs)")
     add_quiet(p)
 
 
 def run(args) -> int:
+    if args.output:
+        require_extras("transferkit lr-find -o (the loss curve)", "viz")
     import_keras()
     options = {k: getattr(args, k) for k in ("model", "input_size", "crop", "weights", "batch_size", "optimizer",
                                              "pooling", "unfreeze_blocks", "validation_split", "seed", "precision",

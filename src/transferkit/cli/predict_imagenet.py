@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._options import add_batch_size, add_command, add_model, add_precision, add_weights, import_keras
+from ._options import add_batch_size, add_command, add_model, add_precision, add_weights, import_keras, integer
 
 EXAMPLES = """  transferkit predict-imagenet photos/                      # efficientnet_lite0, offline
   transferkit predict-imagenet cat.jpg --model resnet50 --top 3
@@ -16,7 +16,7 @@ def register(sub):
                     examples=EXAMPLES, run=run)
     p.add_argument("images", metavar="IMAGES", help="a folder of images or one image")
     add_model(p, default="efficientnet_lite0")
-    p.add_argument("--top", "-k", type=int, default=5, metavar="K", help="classes per image (default: 5)")
+    p.add_argument("--top", "-k", type=integer(1, 1000), default=5, metavar="K", help="classes per image (default: 5)")
     add_weights(p)
     add_batch_size(p, 16)
     add_precision(p)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import require_extras
 from ._options import add_command, import_keras
 
 EXAMPLES = """  transferkit report runs/vgg16-finetune-20261128-101500
@@ -19,6 +20,7 @@ def register(sub):
 
 
 def run(args) -> int:
+    require_extras("transferkit report", "viz")
     import_keras()
     from ..train.report import write_report
 

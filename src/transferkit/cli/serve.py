@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ._options import add_command, import_keras
+from ..errors import require_extras
+from ._options import add_command, import_keras, integer, number
 
 EXAMPLES = """  transferkit serve runs/lite0-features                      # http://127.0.0.1:8000/ (docs at /docs)
   transferkit serve runs/lite0-features --features features/ # also /similar and /embed
@@ -25,30 +26,34 @@ def register(sub):
     p.add_argument("run_dir", metavar="RUN", nargs="?", default=None, help="a finished run folder (or .keras file)")
     p.add_argument("--features", default=None, metavar="DIR", help="a feature folder for /similar and /embed")
     p.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="(default: 8000)")
-    p.add_argument("--max-batch", type=int, default=d["max_batch"], help=f"images per model call (default: "
+    p.add_argument("--port", type=integer(0, 65535), default=8000, help="(default: 8000)")
+    p.add_argument("--max-batch", type=integer(1), default=d["max_batch"], help=f"images per model call (default: "
                    f"{d['max_batch']})")
-    p.add_argument("--max-wait-ms", type=float, default=d["max_wait_ms"],
+    p.add_argument("--max-wait-ms", type=number(0), default=d["max_wait_ms"],
                    help=f"how long a batch waits for more images (default: {d['max_wait_ms']:g})")
-    p.add_argument("--max-queue", type=int, default=d["max_queue"],
+    p.add_argument("--max-queue", type=integer(1), default=d["max_queue"],
                    help=f"images waiting before 503 (default: {d['max_queue']})")
-    p.add_argument("--max-upload-mb", type=float, default=d["max_upload_bytes"] / 2 ** 20,
+    p.add_argument("--max-upload-mb", type=number(0, low_open=True), default=d["max_upload_bytes"] / 2 ** 20,
                    help=f"largest upload (default: {d['max_upload_bytes'] // 2 ** 20})")
-    p.add_argument("--timeout", type=float, default=d["timeout_s"], help=f"seconds per request (default: "
+    p.add_argument("--timeout", type=number(0, low_open=True), default=d["timeout_s"], help=f"seconds per request (default: "
                    f"{d['timeout_s']:g})")
     p.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="local: the model in this process; ray: a Ray Serve deployment of --replicas replicas")
-    p.add_argument("--replicas", type=int, default=2, help="--engine ray: model replicas (default: 2)")
+    p.add_argument("--replicas", type=integer(1), default=2, help="--engine ray: model replicas (default: 2)")
     p.add_argument("--address", default=None, help="--engine ray: cluster address (default: start a local Ray)")
     p.add_argument("--quiet", "-q", action="store_true", help="no access log")
 
 
 def run(args) -> int:
-    import_keras()
+    from ..serve.address import bind
     from ..serve.app import Limits, serve
+
+    require_extras("transferkit serve", "serve", *(["ray"] if args.engine == "ray" else []))
+    sock = bind(args.host, args.port)  # before anything loads: a port in use is one line, exit status 4
+    import_keras()
 
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2 ** 20), timeout_s=args.timeout,
                     max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
     serve(args.run_dir, features=args.features, host=args.host, port=args.port, limits=limits, quiet=args.quiet,
-          engine=args.engine, replicas=args.replicas, address=args.address)
+          engine=args.engine, replicas=args.replicas, address=args.address, sock=sock)
     return 0

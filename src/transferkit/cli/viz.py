@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._options import add_input_size, add_weights, import_keras
+from ..errors import require_extras
+from ._options import add_input_size, add_weights, import_keras, integer
 
 EXAMPLES = """  transferkit viz filters vgg16 -o filters.png            # the first convolution
   transferkit viz filters vgg16 --layer block2_conv1 -n 6 -o filters.png
@@ -34,7 +35,7 @@ def register(sub):
     q.add_argument("model", metavar="MODEL")
     q.add_argument("--layer", "-l", default=None, help="a convolution layer, e.g. block1_conv1 "
                    "(default: the first convolution)")
-    q.add_argument("-n", type=int, default=6, help="filters to show (default: 6)")
+    q.add_argument("-n", type=integer(1), default=6, help="filters to show (default: 6)")
     q.add_argument("-o", "--output", default="filters.png")
     add_weights(q)
     add_input_size(q)
@@ -43,7 +44,7 @@ def register(sub):
     q.add_argument("model", metavar="MODEL")
     q.add_argument("image", metavar="IMAGE")
     q.add_argument("--layers", nargs="+", default=None, help="default: the last conv of each block")
-    q.add_argument("--channels", type=int, default=64, help="maps per grid (default: 64, an 8 × 8 grid)")
+    q.add_argument("--channels", type=integer(1), default=64, help="maps per grid (default: 64, an 8 × 8 grid)")
     q.add_argument("-o", "--output", default="maps")
     add_weights(q)
     add_input_size(q)
@@ -71,6 +72,7 @@ def register(sub):
 
 
 def _filters(args):
+    require_extras("transferkit viz", "viz")
     import_keras()
     from ..pictures import filters
 
@@ -78,6 +80,7 @@ def _filters(args):
 
 
 def _maps(args):
+    require_extras("transferkit viz", "viz")
     import_keras()
     from ..pictures import feature_maps
 
@@ -87,6 +90,7 @@ def _maps(args):
 
 
 def _gradcam(args):
+    require_extras("transferkit viz", "viz")
     import_keras()
     import os
 
@@ -100,12 +104,14 @@ def _gradcam(args):
 
 
 def _embedding(args):
+    require_extras("transferkit viz", "viz")
     from ..pictures import embedding
 
     print(embedding(args.features, args.output, layer=args.layer, method=args.method))
 
 
 def _history(args):
+    require_extras("transferkit viz", "viz")
     from ..pictures import history
 
     print(history(args.run_dir, args.output))

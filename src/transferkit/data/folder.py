@@ -62,8 +62,10 @@ def _walk(top: Path, extensions: tuple[str, ...], ignored: list[str]) -> list[st
             dirnames[:] = []
             continue
         seen.add(key)
-        dirnames.sort()
-        for fname in filenames:
+        # a folder named like an image (photo.jpg/) is listed as one, so it is skipped with a reason, not entered
+        named_like_images = [d for d in dirnames if d.lower().endswith(extensions) and not d.startswith(".")]
+        dirnames[:] = sorted(d for d in dirnames if d not in named_like_images)
+        for fname in filenames + named_like_images:
             full = os.path.join(dirpath, fname)
             rel = os.path.relpath(full, top).replace(os.sep, "/")
             if fname.startswith("."):
@@ -184,8 +186,9 @@ def _index_csv(table: Path, labels: str, class_names) -> ImageIndex:
             raise TransferkitError(f"{where}: {len(row)} fields, the header has {len(header)}.")
         path = Path(os.path.expanduser(row[col].strip()))
         path = (path if path.is_absolute() else table.parent / path).resolve()
-        if not path.is_file():
-            raise TransferkitError(f"{where}: the image {row[col].strip()!r} does not exist ({path}).")
+        if not path.exists():  # a pipe or a folder listed here is skipped with its reason when decoded
+            raise TransferkitError(f"{where}: the image {str(path)!r} does not exist (relative paths are read "
+                                   "from the CSV's folder).")
         if path in seen:
             raise TransferkitError(f"{where}: {row[col].strip()!r} is listed twice (also on line {seen[path]}); "
                                    "each image may appear once.")

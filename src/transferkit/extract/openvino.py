@@ -17,7 +17,7 @@ import numpy as np
 from ..backbones.build import FeatureModel, weights_identity
 from ..data.decode import DecodeError
 from ..data.folder import ImageIndex
-from ..errors import TransferkitError, check_positive_int
+from ..errors import TransferkitError, check_positive_int, install_hint
 from ..files import atomic_folder, write_json_atomic
 
 DEFAULT_CALIBRATION = 300
@@ -31,7 +31,7 @@ def _need():
         import openvino  # noqa: F401
     except ImportError:
         raise TransferkitError("--precision int8 and --runtime openvino need OpenVINO and NNCF: "
-                               "pip install 'transferkit[openvino]'.") from None
+                               f"{install_hint('openvino')}.") from None
 
 
 def cache_root() -> Path:

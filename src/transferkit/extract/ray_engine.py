@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import TransferkitError
+from ..errors import TransferkitError, install_hint
 
 
 def _ray():
@@ -20,8 +20,7 @@ def _ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise TransferkitError("--engine ray needs Ray Data: pip install 'transferkit[ray]' "
-                               "(or pip install 'ray[data]').") from None
+        raise TransferkitError(f"--engine ray needs Ray Data: {install_hint('ray')}.") from None
     return ray
 
 

@@ -17,7 +17,7 @@ from ..backbones.build import build_feature_model, normalize_weights, weights_id
 from ..backbones.registry import DEFAULT_MODEL, POOLINGS, get_backbone, with_crop, with_input
 from ..data.folder import index_images
 from ..data.input_config import InputConfig
-from ..errors import TransferkitError, check_one_of, check_positive_int, settings_diff
+from ..errors import TransferkitError, check_one_of, check_positive_int, settings_diff, warn_skipped
 from ..files import write_json_atomic
 from .engines import ENGINES, EngineJob
 from .extractor import make_extractor
@@ -227,6 +227,7 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
 def _finish(out: Path, format: str, load: bool, index) -> FeatureSet:
     """Write the npy files when asked; return the set read back (or its manifest only, `load=False`)."""
     manifest = read_manifest(out)
+    warn_skipped(manifest["skipped"])
     if format == "npy":
         shards = [out / m["file"] for m in manifest["shards"]]
         manifest["npy_files"] = write_npy(out, shards, manifest["layers"], manifest["counts"]["rows"])

@@ -208,9 +208,7 @@ def update_set(out: Path, index: ImageIndex, old: dict, settings: dict, *, extra
         if SHARD_PATTERN.match(p.name) and p.name not in keep:
             p.unlink()
     shutil.rmtree(staging, ignore_errors=True)
-    if not quiet:
-        print(describe(counts))
-    return counts
+    return counts  # the command line prints `describe(counts)` once; Python callers read manifest["updates"]
 
 
 def describe(counts: dict) -> str:

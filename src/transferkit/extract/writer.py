@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.decode import DecodeError, open_regular
 from ..files import atomic_open, atomic_path
 
 SHARD_PATTERN = re.compile(r"^part-(?:u\d+-)?(\d{5})\.parquet$")  # part-00000, or part-u2-00000 after update 2
@@ -70,12 +71,12 @@ def file_stats(paths: list[str]) -> dict:
     size, mtime, sha = [], [], []
     for path in paths:
         try:
-            st = os.stat(path)
             h = hashlib.sha256()
-            with open(path, "rb") as f:
+            with open_regular(path) as f:  # never a pipe swapped in since it was decoded
+                st = os.fstat(f.fileno())
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
-        except OSError:  # gone since it was decoded: unknown, so the next update extracts it again
+        except (OSError, DecodeError):  # gone since it was decoded: unknown, so the next update extracts it again
             size.append(-1)
             mtime.append(-1)
             sha.append("")

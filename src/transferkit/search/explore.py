@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from ..data.decode import DecodeError, open_regular
 from ..errors import TransferkitError
 from ..files import atomic_folder, write_text_atomic
 from ..templates import render_template
@@ -30,7 +31,7 @@ def thumbnail(path: Path) -> str:
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as f, Image.open(f) as im:
             im = ImageOps.exif_transpose(im)
             im.thumbnail((THUMB, THUMB))
             if im.mode not in ("RGB", "L"):
@@ -40,7 +41,7 @@ def thumbnail(path: Path) -> str:
                 im = back
             buf = io.BytesIO()
             im.convert("RGB").save(buf, "JPEG", quality=75)
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except (OSError, ValueError, Image.DecompressionBombError, DecodeError):
         return ""
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TransferkitError, check_one_of, check_positive_int
+from ..errors import TransferkitError, check_one_of, check_positive_int, install_hint
 from ..extract.store import load_features, read_manifest
 from ..extract.writer import MANIFEST
 from ..files import atomic_folder, write_json_atomic
@@ -33,8 +33,8 @@ def _faiss():
         import faiss
     except ImportError:
         raise TransferkitError("Approximate search over more than "
-                               f"{EXACT_LIMIT:,} images needs faiss: pip install 'transferkit[search]' "
-                               "(or pip install faiss-cpu), or pass kind='exact'.") from None
+                               f"{EXACT_LIMIT:,} images needs faiss: {install_hint('search')}, or pass "
+                               "kind='exact'.") from None
     return faiss
 
 

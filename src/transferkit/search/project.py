@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import TransferkitError, one_of_message
+from ..errors import TransferkitError, install_hint, one_of_message
 
 
 def project_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
@@ -21,6 +21,6 @@ def project_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
         try:
             from sklearn.manifold import TSNE
         except ImportError:
-            raise TransferkitError("t-SNE needs scikit-learn: pip install scikit-learn") from None
+            raise TransferkitError(f"t-SNE needs scikit-learn: {install_hint('audit')}.") from None
         return TSNE(n_components=2, random_state=seed, perplexity=min(30.0, (len(x) - 1) / 3)).fit_transform(x)
     raise TransferkitError(one_of_message("method", method, ["pca", "tsne"]))

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._version import __version__
 from ..data.decode import MAX_PIXELS, DecodeError, load_image
-from ..errors import TransferkitError
+from ..errors import TransferkitError, install_hint
 from .batcher import MicroBatcher, QueueFull
 
 
@@ -59,7 +59,7 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
         from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
         from starlette.concurrency import run_in_threadpool
     except ImportError:
-        raise TransferkitError("transferkit serve needs FastAPI and uvicorn: pip install 'transferkit[serve]'.") from None
+        raise TransferkitError(f"transferkit serve needs FastAPI and uvicorn: {install_hint('serve')}.") from None
     from contextlib import asynccontextmanager
 
     from ..templates import render_template
@@ -208,10 +208,19 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
 
 
 def serve(run=None, *, features=None, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
-          quiet: bool = False, engine: str = "local", replicas: int = 2, address: str | None = None) -> None:
-    """Run the server until interrupted (SIGTERM/SIGINT drain the requests in flight)."""
+          quiet: bool = False, engine: str = "local", replicas: int = 2, address: str | None = None,
+          sock=None) -> None:
+    """Run the server until interrupted (SIGTERM/SIGINT drain the requests in flight).
+
+    The address is bound first (`address.bind`: a port in use is an `AddressError` before the model loads);
+    pass `sock`, a socket bound already, to skip that.
+    """
     import uvicorn
 
+    from .address import bind
+
+    sock = sock or bind(host, port)
     app = create_app(run, features=features, limits=limits, engine=engine, replicas=replicas, address=address)
-    uvicorn.run(app, host=host, port=port, log_level="warning" if quiet else "info",
-                timeout_graceful_shutdown=int(limits.timeout_s))
+    config = uvicorn.Config(app, log_level="warning" if quiet else "info",
+                            timeout_graceful_shutdown=int(limits.timeout_s))
+    uvicorn.Server(config).run(sockets=[sock])

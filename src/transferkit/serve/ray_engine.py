@@ -3,7 +3,7 @@ the HTTP app stays the same and awaits the deployment instead of its in-process 
 
 from __future__ import annotations
 
-from ..errors import TransferkitError
+from ..errors import TransferkitError, install_hint
 
 
 class RayRunner:
@@ -27,7 +27,7 @@ class RayRunner:
             import ray
             from ray import serve
         except ImportError:
-            raise TransferkitError("--engine ray needs Ray Serve: pip install 'transferkit[ray]'.") from None
+            raise TransferkitError(f"--engine ray needs Ray Serve: {install_hint('ray')}.") from None
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)

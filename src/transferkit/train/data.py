@@ -13,7 +13,7 @@ from ..data.decode import DecodeError, load_image
 from ..data.folder import ImageIndex, index_images
 from ..data.folds import stratified_folds
 from ..data.input_config import InputConfig
-from ..errors import TransferkitError
+from ..errors import TransferkitError, warn_skipped
 
 VALIDATION_NAMES = ("validation", "val", "valid")
 
@@ -170,6 +170,7 @@ def drop_unreadable(index: ImageIndex, size: int, workers: int = 4) -> tuple[Ima
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(check, range(len(index))))
     bad = [r for r in results if r]
+    warn_skipped(bad)
     if not bad:
         return index, []
     keep = [i for i, r in enumerate(results) if r is None]

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import TransferkitError, check_one_of
+from ..errors import TransferkitError, check_one_of, install_hint
 from ..backend import quiet_native_stderr
 from ..files import write_json_atomic, write_text_atomic
 from .use import load_run
@@ -157,7 +157,7 @@ def export(run, *, format: str, path, check_images: int = 8) -> dict:
             __import__(module)
         except ImportError:
             raise TransferkitError(f"Exporting to {format} needs the Python package {module!r}: "
-                                   "pip install 'transferkit[export]'.") from None
+                                   f"{install_hint('export')}.") from None
     path = Path(os.path.expanduser(str(path)))
     if spec.suffix and path.suffix.lower() != spec.suffix:
         raise TransferkitError(f"A {format} export is a {spec.suffix} file. Received: -o {path}; use "

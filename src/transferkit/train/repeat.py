@@ -77,8 +77,9 @@ def train(data, config: TrainConfig | None = None, *, run_dir=None, runs_root="r
     results, entries, skipped = [], [], []
     for label, member in members:
         folder = run.path / label
-        result = train_run(cfg.data, member, run_dir=folder, resume=resume and folder.exists(), quiet=quiet,
-                           runs_root=runs_root)
+        with run.resumable():  # Ctrl-C in a member: resume the whole set, which continues with that member
+            result = train_run(cfg.data, member, run_dir=folder, resume=resume and folder.exists(), quiet=quiet,
+                               runs_root=runs_root)
         results.append(result)
         m = result.metrics
         entries.append({"run": label, **({"fold": member.fold} if kind == "folds" else {"seed": member.seed}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import functools
@@ -10,7 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..errors import TransferkitError, settings_diff
+from ..errors import Interrupted, TransferkitError, settings_diff
 from ..files import atomic_open, atomic_path, write_json_atomic
 from .config import TrainConfig
 
@@ -148,6 +149,15 @@ class RunFolder:
         except OSError as exc:
             raise TransferkitError(f"Cannot create the run folder {str(run_dir)!r}: {exc.strerror or exc}.") from None
         return cls(run_dir)
+
+    @contextlib.contextmanager
+    def resumable(self):
+        """Turn Ctrl-C inside (also a member run's `Interrupted`) into `Interrupted` carrying the options that
+        resume this run."""
+        try:
+            yield self
+        except KeyboardInterrupt:
+            raise Interrupted(["--name", self.path.name, "--runs", str(self.path.parent), "--resume"]) from None
 
     @property
     def config_file(self) -> Path:

@@ -288,8 +288,6 @@ def train_run(data, config: TrainConfig | None = None, *, run_dir=None, runs_roo
     >>> result.metrics["accuracy"]
     0.89
     """
-    import keras
-
     cfg = TrainConfig.from_options(data, options, base=config).resolved()
     spec = with_crop(get_backbone(cfg.model), cfg.crop)
     if cfg.seeds is not None or (cfg.folds is not None and cfg.fold is None):
@@ -300,6 +298,14 @@ def train_run(data, config: TrainConfig | None = None, *, run_dir=None, runs_roo
         check_init_run(cfg, splits.class_names)
     run = RunFolder.create(run_dir, runs_root=runs_root, name=name, default_name=f"{spec.name}-{cfg.strategy}",
                            overwrite=overwrite, resume=resume)
+    with run.resumable():
+        return _train_in(run, cfg, spec, splits, runs_root, resume, quiet)
+
+
+def _train_in(run: RunFolder, cfg: TrainConfig, spec, splits, runs_root, resume: bool, quiet: bool) -> TrainResult:
+    """The run itself, in its folder: drop unreadable files, record the config, build, train the stages, finish."""
+    import keras
+
     splits.train, bad_train = drop_unreadable(splits.train, cfg.input_size)
     splits.validation, bad_val = drop_unreadable(splits.validation, cfg.input_size)
     run.start(cfg, {

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.folder import index_images
 from ..data.input_config import InputConfig
-from ..errors import TransferkitError, check_one_of
+from ..errors import TransferkitError, check_one_of, warn_skipped
 from ..files import atomic_open, write_json_atomic
 from ..extract.reader import ImageReader
 from .metrics import classification_metrics, probabilities_2d
@@ -203,6 +203,7 @@ def predict_index(model, index, input_config: InputConfig, *, batch_size: int = 
             probs.append(np.mean(views, axis=0))
             positions.append(batch.positions)
         skipped += [{"path": index.paths[i], "reason": r} for i, r in batch.errors]
+    warn_skipped(skipped)
     if not probs:
         return np.zeros(0, int), np.zeros((0, 0)), skipped
     return np.concatenate(positions), np.concatenate(probs), skipped

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TransferkitError
+from ..data.decode import DecodeError, open_regular
+from ..errors import TransferkitError, install_hint
 from ..files import atomic_path
 
 
@@ -16,7 +17,7 @@ def _plt():
     try:
         import matplotlib
     except ImportError:
-        raise TransferkitError("Pictures need matplotlib: pip install matplotlib (or 'transferkit[viz]').") from None
+        raise TransferkitError(f"Pictures need matplotlib: {install_hint('viz')}.") from None
     matplotlib.use("Agg")  # headless: no display needed
     import matplotlib.pyplot as plt
 
@@ -200,9 +201,9 @@ def plot_top_losses(probs: np.ndarray, labels: np.ndarray, paths: list[str], roo
         ax.axis("off")
     for ax, i in zip(axes.flat, order):
         try:
-            with Image.open(Path(root) / paths[i]) as im:
+            with open_regular(Path(root) / paths[i]) as f, Image.open(f) as im:
                 ax.imshow(im.convert("RGB"))
-        except OSError:
+        except (OSError, DecodeError):
             ax.text(0.5, 0.5, "(cannot be read)", ha="center", va="center")
         pred = int(p[i].argmax())
         mark = "" if pred == labels[i] else "WRONG  "
