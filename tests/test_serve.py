@@ -290,3 +290,26 @@ def test_ray_engine_serves_the_same_answers_from_replicas(served, monkeypatch):
         assert r.status_code == 415
         assert client.post("/gradcam", files={"file": ("a.png", images[0].read_bytes())}).status_code == 200
     assert not ray.is_initialized()  # the app stopped the Ray instance it started
+
+
+def test_framework_made_errors_have_the_documented_shape(served):
+    """A missing `file` field, `k=abc`, a body that is not multipart, an unknown path: `{"error": "..."}` like
+    every other 4xx, naming the field and never echoing the input back."""
+    app = create_app(served["run"], features=served["features"])
+    image = (served["data"] / "validation" / "checks" / "000.png").read_bytes()
+    with client_of(app) as client:
+        cases = {
+            "missing file": client.post("/predict", data={"other": "x"}),
+            "k=abc": client.post("/similar?k=abc", files={"file": ("a.png", image, "image/png")}),
+            "broken multipart": client.post("/predict", content=b"--xx\r\nnot a part" + b"A" * 100_000,
+                                            headers={"content-type": "multipart/form-data; boundary=xx"}),
+            "unknown path": client.get("/nope"),
+            "wrong method": client.get("/predict"),
+        }
+    for name, r in cases.items():
+        assert 400 <= r.status_code < 500, (name, r.status_code, r.text[:200])
+        body = r.json()
+        assert list(body) == ["error"] and isinstance(body["error"], str), (name, body)
+        assert len(r.content) < 1000, name  # the 100 kB body is not echoed
+    assert "'file'" in cases["missing file"].json()["error"] and "curl -F" in cases["missing file"].json()["error"]
+    assert "'k'" in cases["k=abc"].json()["error"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from ..errors import plural
-from ._options import add_batch_size, add_command, add_run_or_model, add_tta, import_keras
+from ._options import add_batch_size, add_command, add_quiet, add_run_or_model, add_tta, import_keras
 
 EXAMPLES = """  transferkit predict runs/vgg16-finetune new_photos/ -o predictions.csv
   transferkit predict model.keras photo.jpg other.png more_photos/
@@ -21,6 +21,7 @@ def register(sub):
     p.add_argument("-o", "--output", default=None, help="CSV file (default: print to the terminal)")
     add_batch_size(p)
     add_tta(p)
+    add_quiet(p)
 
 
 def run(args) -> int:
@@ -29,7 +30,7 @@ def run(args) -> int:
 
     images = args.images[0] if len(args.images) == 1 else args.images
     rows, skipped = predict(args.run_or_model, images, args.output, batch_size=args.batch_size, unsafe=args.unsafe,
-                            tta=args.tta)
+                            tta=args.tta, quiet=args.quiet)
     if args.output is None:
         for r in rows:
             print(f"{r['path']}\t{r['predicted']}\t{max(r['probabilities']):.3f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import warnings
@@ -93,7 +94,7 @@ def load_image(path: str, size: int, *, crop_fraction: float | None = None, resa
     JPEGs are decoded at a reduced scale when the target is much smaller (PIL draft mode).
 
     Args:
-        path: the image file.
+        path: the image file (only a regular file is opened: `open_regular`), or a binary file object.
         size: output side in pixels.
         crop_fraction: None resizes the whole image (aspect ratio not kept, as Keras
             does); a fraction f takes the centre square of side f × shorter side.
@@ -113,7 +114,8 @@ def load_image(path: str, size: int, *, crop_fraction: float | None = None, resa
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with open_regular(path) as f, Image.open(f) as im:
+            source = open_regular(path) if isinstance(path, (str, os.PathLike)) else contextlib.nullcontext(path)
+            with source as f, Image.open(f) as im:
                 w, h = im.size
                 if w * h > max_pixels:
                     raise DecodeError(path, f"decompression bomb: {w}x{h} pixels exceeds the limit of {max_pixels}")

@@ -62,10 +62,8 @@ def _walk(top: Path, extensions: tuple[str, ...], ignored: list[str]) -> list[st
             dirnames[:] = []
             continue
         seen.add(key)
-        # a folder named like an image (photo.jpg/) is listed as one, so it is skipped with a reason, not entered
-        named_like_images = [d for d in dirnames if d.lower().endswith(extensions) and not d.startswith(".")]
-        dirnames[:] = sorted(d for d in dirnames if d not in named_like_images)
-        for fname in filenames + named_like_images:
+        dirnames.sort()
+        for fname in filenames:  # pipes, sockets and devices too: the decoder skips them unopened, with a reason
             full = os.path.join(dirpath, fname)
             rel = os.path.relpath(full, top).replace(os.sep, "/")
             if fname.startswith("."):

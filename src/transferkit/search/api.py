@@ -44,29 +44,36 @@ def query_vectors(index: SearchIndex, query) -> tuple[list[str], np.ndarray, lis
     from ..extract.runner import extract_like
 
     queries = [query] if isinstance(query, (str, Path)) else list(query)
-    names, rows, files = [], [], []
+    slots = []  # per query, in the order given: a row of the set, or the image files it names
     for q in queries:
         row = index.row_of(str(q))
         if row is not None:
-            names.append(index.paths[row])
-            rows.append(index.vectors[row])
+            slots.append(("row", row))
         elif Path(q).exists():
-            files.append(Path(q))
+            found = index_images(Path(q), labels="none")
+            slots.append(("files", [found.absolute(i) for i in range(len(found))]))
         else:
             raise TransferkitError(f"The query {str(q)!r} is neither an image file or folder nor a path of the "
                                    f"feature set (paths there are relative to {index.root}).")
-    skipped = []
-    if files:
-        images = []
-        for f in files:
-            found = index_images(f, labels="none")
-            images += [found.absolute(i) for i in range(len(found))]
+    images = list(dict.fromkeys(f for kind, value in slots if kind == "files" for f in value))
+    extracted, skipped = {}, []
+    if images:
         with tempfile.TemporaryDirectory(prefix="transferkit-query-") as tmp:
             fs = extract_like(index.manifest, images, tmp, layers=[index.layer])
             root = Path(fs.root)
-            names += [str(root / p) for p in fs.paths]
-            rows += list(fs.features[index.layer].reshape(len(fs), index.vectors.shape[1]))
+            matrix = fs.features[index.layer].reshape(len(fs), index.vectors.shape[1])
+            extracted = {str(root / p): v for p, v in zip(fs.paths, matrix)}
             skipped = [{"path": str(root / s["path"]), "reason": s["reason"]} for s in fs.skipped]
+    names, rows = [], []
+    for kind, value in slots:
+        if kind == "row":
+            names.append(index.paths[value])
+            rows.append(index.vectors[value])
+            continue
+        for f in value:
+            if f in extracted:
+                names.append(f)
+                rows.append(extracted[f])
     vectors = np.stack(rows).astype(np.float32) if rows else np.zeros((0, index.vectors.shape[1]), np.float32)
     return names, vectors, skipped
 

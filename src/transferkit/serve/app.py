@@ -42,6 +42,30 @@ class BadUpload(Exception):
         self.status = status
 
 
+WHERE = {"body": "form field", "query": "query parameter", "path": "path parameter", "header": "header"}
+
+
+def validation_message(errors: list[dict]) -> str:
+    """One line from FastAPI's validation errors, naming each field and what is wrong — never the input itself
+    (a client's 100 kB is not echoed back).
+
+    Example:
+    >>> validation_message([{"loc": ("query", "k"), "msg": "Input should be a valid integer"}])
+    "query parameter 'k': Input should be a valid integer"
+    """
+    parts = []
+    for err in errors[:5]:
+        loc = [str(x) for x in err.get("loc", ())]
+        where = WHERE.get(loc[0], loc[0]) if loc else "request"
+        name = ".".join(loc[1:]) if len(loc) > 1 else ""
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "missing" and where == "form field":
+            msg = "missing; send the image as multipart form data, e.g. curl -F file=@cat.jpg"
+        parts.append(f"{where} {name!r}: {msg}"[:200] if name else f"{where}: {msg}"[:200])
+    more = len(errors) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
 def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: str = "local", replicas: int = 2,
                address: str | None = None):
     """The FastAPI app serving a trained run (`run`) and/or a feature set (`features`).
@@ -56,6 +80,8 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
     """
     try:
         from fastapi import FastAPI, File, Request, UploadFile
+        from fastapi.exceptions import RequestValidationError
+        from starlette.exceptions import HTTPException as StarletteHTTPException
         from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
         from starlette.concurrency import run_in_threadpool
     except ImportError:
@@ -97,6 +123,16 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
     @app.exception_handler(BadUpload)
     async def bad_upload(request: Request, exc: BadUpload):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        return JSONResponse({"error": validation_message(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def framework_error(request: Request, exc: StarletteHTTPException):
+        # errors the framework makes (unknown path, wrong method, a body that is not multipart): the same shape
+        return JSONResponse({"error": str(exc.detail)[:300]}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(QueueFull)
     async def queue_full(request: Request, exc: QueueFull):

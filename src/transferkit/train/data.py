@@ -170,7 +170,7 @@ def drop_unreadable(index: ImageIndex, size: int, workers: int = 4) -> tuple[Ima
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(check, range(len(index))))
     bad = [r for r in results if r]
-    warn_skipped(bad)
+    warn_skipped({"path": str(index.root / r["path"]), "reason": r["reason"]} for r in bad)
     if not bad:
         return index, []
     keep = [i for i, r in enumerate(results) if r is None]

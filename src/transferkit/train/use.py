@@ -109,7 +109,8 @@ def _load_keras(model_file: Path, unsafe: bool):
                                f"({text.splitlines()[0][:300] if text else type(exc).__name__}).") from None
 
 
-def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: bool = False, tta: str = "none"):
+def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: bool = False, tta: str = "none",
+            quiet: bool = True):
     """Predict the class of every image; optionally write a CSV (path, predicted class, one probability per class).
 
     Args:
@@ -117,6 +118,7 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
         tta: test-time augmentation: "none", "hflip" (average with the mirrored image), "flips" (also
             upside down and both; for images whose label survives any flip) or "dihedral" (all 8 orientations:
             the flips and 90° turns).
+        quiet: no progress bar (the command line shows one unless --quiet).
 
     Returns:
         (rows, skipped): rows are dicts with "path", "predicted", "probabilities".
@@ -126,7 +128,8 @@ def predict(run_or_model, images, output=None, *, batch_size: int = 32, unsafe: 
     """
     model, info = load_run(run_or_model, unsafe=unsafe)
     index = _query_index(images)
-    positions, probs, skipped = predict_index(model, index, info["input"], batch_size=batch_size, tta=tta)
+    positions, probs, skipped = predict_index(model, index, info["input"], batch_size=batch_size, tta=tta,
+                                              quiet=quiet)
     names = info["class_names"]
     rows = [{"path": index.paths[p], "predicted": names[int(np.argmax(pr))], "probabilities": pr.tolist()}
             for p, pr in zip(positions, probs)]
@@ -186,13 +189,18 @@ def tta_views(images: np.ndarray, tta: str = "none") -> list[np.ndarray]:
     return views
 
 
-def predict_index(model, index, input_config: InputConfig, *, batch_size: int = 32, tta: str = "none"):
+def predict_index(model, index, input_config: InputConfig, *, batch_size: int = 32, tta: str = "none",
+                  quiet: bool = True):
     """Class probabilities (n, n_classes) of the images of `index` (averaged over the `tta` views), plus the
     skipped files; images become tensors as `input_config` says (the run's own)."""
+    from tqdm.auto import tqdm
+
     check_one_of("tta", tta, TTA_MODES)
     reader = ImageReader(index, input_config, batch_size=batch_size)
     positions, probs, skipped = [], [], []
+    bar = tqdm(total=len(index), unit="img", desc="predict", disable=quiet, leave=False)
     for batch in reader.iter_range(0, len(index)):
+        bar.update(len(batch.positions) + len(batch.errors))
         n = len(batch.positions)
         if n:
             x = batch.images.astype("float32")
@@ -203,6 +211,7 @@ def predict_index(model, index, input_config: InputConfig, *, batch_size: int = 
             probs.append(np.mean(views, axis=0))
             positions.append(batch.positions)
         skipped += [{"path": index.paths[i], "reason": r} for i, r in batch.errors]
+    bar.close()
     warn_skipped(skipped)
     if not probs:
         return np.zeros(0, int), np.zeros((0, 0)), skipped
