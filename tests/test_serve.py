@@ -87,7 +87,10 @@ def test_answers_equal_predict_and_bad_uploads_get_4xx(served):
         health = client.get("/health").json()
         assert health["status"] == "ok" and health["features"] == 20 and health["classifier"]["classes"] == [
             "checks", "stripes"]
-        assert 'type="file"' in client.get("/").text and client.get("/docs").status_code == 200
+        # /docs loads Swagger from a CDN: off unless asked (--docs)
+        assert 'type="file"' in client.get("/").text and client.get("/docs").status_code == 404
+    with client_of(create_app(served["run"], docs=True)) as client:
+        assert client.get("/docs").status_code == 200 and "/predict" in client.get("/openapi.json").json()["paths"]
 
 
 def test_batcher_groups_requests_and_refuses_past_its_queue():

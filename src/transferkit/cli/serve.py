@@ -18,6 +18,7 @@ a 503 with Retry-After.
 
 
 def register(sub):
+    from ..data.decode import MAX_PIXELS
     from ..serve.app import Limits
 
     d = {f.name: f.default for f in fields(Limits)}
@@ -35,8 +36,23 @@ def register(sub):
                    help=f"images waiting before 503 (default: {d['max_queue']})")
     p.add_argument("--max-upload-mb", type=number(0, low_open=True), default=d["max_upload_bytes"] / 2 ** 20,
                    help=f"largest upload (default: {d['max_upload_bytes'] // 2 ** 20})")
-    p.add_argument("--timeout", type=number(0, low_open=True), default=d["timeout_s"], help=f"seconds per request (default: "
-                   f"{d['timeout_s']:g})")
+    p.add_argument("--timeout", type=number(0, low_open=True), default=d["timeout_s"],
+                   help=f"seconds per request; later: 503 with Retry-After (default: {d['timeout_s']:g})")
+    p.add_argument("--max-pixels", type=integer(1, MAX_PIXELS), default=d["max_pixels"], metavar="N",
+                   help=f"largest image, in pixels (bounds one decode's memory) (default: {d['max_pixels']:,})")
+    p.add_argument("--max-decodes", type=integer(1), default=d["max_decodes"], metavar="N",
+                   help=f"images decoded at once (default: {d['max_decodes']}, one per core)")
+    p.add_argument("--max-gradcam", type=integer(1), default=d["max_gradcam"], metavar="N",
+                   help=f"Grad-CAMs in progress; more get 503 (default: {d['max_gradcam']})")
+    p.add_argument("--read-timeout", type=number(0, low_open=True), default=d["read_timeout_s"], metavar="S",
+                   help=f"seconds of silence allowed while headers or a body arrive; then 408 (default: "
+                        f"{d['read_timeout_s']:g})")
+    p.add_argument("--keep-alive", type=number(0, low_open=True), default=d["keep_alive_s"], metavar="S",
+                   help=f"an idle kept-alive connection is closed after S seconds (default: {d['keep_alive_s']:g})")
+    p.add_argument("--max-connections", type=integer(1), default=d["max_connections"], metavar="N",
+                   help=f"open connections and requests; more get 503 (default: {d['max_connections']})")
+    p.add_argument("--docs", action="store_true",
+                   help="serve the OpenAPI page at /docs (its Swagger UI loads from a CDN: needs network)")
     p.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="local: the model in this process; ray: a Ray Serve deployment of --replicas replicas")
     p.add_argument("--replicas", type=integer(1), default=2, help="--engine ray: model replicas (default: 2)")
@@ -53,7 +69,10 @@ def run(args) -> int:
     import_keras()
 
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2 ** 20), timeout_s=args.timeout,
-                    max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue)
+                    max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                    max_pixels=args.max_pixels, max_decodes=args.max_decodes, max_gradcam=args.max_gradcam,
+                    read_timeout_s=args.read_timeout, keep_alive_s=args.keep_alive,
+                    max_connections=args.max_connections)
     serve(args.run_dir, features=args.features, host=args.host, port=args.port, limits=limits, quiet=args.quiet,
-          engine=args.engine, replicas=args.replicas, address=args.address, sock=sock)
+          engine=args.engine, replicas=args.replicas, address=args.address, sock=sock, docs=args.docs)
     return 0

@@ -85,6 +85,22 @@ def _to_rgb(im):
     return im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
+REDUCIBLE = ("RGB", "RGBA", "L", "LA", "I", "F", "CMYK", "YCbCr")
+REDUCE_ABOVE = 16_000_000  # pixels: larger decodes are reduced at once (memory), smaller ones left as they are
+
+
+def _reduced(im, need: float):
+    """`im` shrunk by a whole factor (box average) while it stays at least twice the needed side, right after
+    decoding, when it has more than `REDUCE_ABOVE` pixels: the conversions that follow (RGBA on white, EXIF
+    turns) then work on the small image, and the full-resolution one is freed at once. (JPEGs are reduced while
+    decoding instead, in draft mode.)"""
+    factor = int(min(im.size) // (2 * need))
+    if factor < 2 or im.mode not in REDUCIBLE or im.size[0] * im.size[1] <= REDUCE_ABOVE:
+        return im
+    im.load()
+    return im.reduce(factor)
+
+
 def load_image(path: str, size: int, *, crop_fraction: float | None = None, resample: str = "bilinear",
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read one image as a (size, size, 3) uint8 RGB array.
@@ -113,9 +129,11 @@ def load_image(path: str, size: int, *, crop_fraction: float | None = None, resa
     filt = getattr(Image.Resampling, resample.upper())
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # `max_pixels` is the limit (checked from the header below); Pillow's own warning would cite its own
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             source = open_regular(path) if isinstance(path, (str, os.PathLike)) else contextlib.nullcontext(path)
-            with source as f, Image.open(f) as im:
+            with source as f, Image.open(f) as opened:
+                im = opened
                 w, h = im.size
                 if w * h > max_pixels:
                     raise DecodeError(path, f"decompression bomb: {w}x{h} pixels exceeds the limit of {max_pixels}")
@@ -127,6 +145,9 @@ def load_image(path: str, size: int, *, crop_fraction: float | None = None, resa
                     im.draft("RGB", (int(need * w / min(w, h)) + 1, int(need * h / min(w, h)) + 1)
                              if crop_fraction else (size, size))
                 im.seek(0)
+                im = _reduced(im, size / crop_fraction if crop_fraction else size)
+                if im is not opened:
+                    opened.close()  # the full-resolution decode is not kept while the rest runs
                 im = ImageOps.exif_transpose(im)
                 im.load()
                 im = _to_rgb(im)
@@ -148,7 +169,7 @@ def load_image(path: str, size: int, *, crop_fraction: float | None = None, resa
         raise DecodeError(path, "permission denied") from None
     except IsADirectoryError:
         raise DecodeError(path, "is a directory") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         reason = "not an image (unrecognised format)" if isinstance(exc, UnidentifiedImageError) else (
             f"decompression bomb: {exc}")
         raise DecodeError(path, reason) from None

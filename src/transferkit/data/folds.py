@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import TransferkitError
+from ..errors import TransferkitError, plural
 
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0, class_names=None) -> np.ndarray:
@@ -31,9 +31,11 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0, class_names=
     small = np.flatnonzero(counts < folds).tolist()
     if small:
         name = class_names[small[0]] if class_names else small[0]
-        raise TransferkitError(f"Class {name!r} has {int(counts[small[0]])} images, fewer than the {folds} folds: "
-                               f"each fold must hold at least one image of every class. Pass --folds "
-                               f"{max(2, int(counts[small[0]]))} or fewer, or add images.")
+        have = int(counts[small[0]])
+        fix = (f"Pass --folds {have} or fewer, or add images." if have >= 2 else
+               f"Add images to {name!r} (at least 2), or leave the class out.")
+        raise TransferkitError(f"Class {name!r} has {plural(have, 'image')}, fewer than the {folds} folds: each "
+                               f"fold must hold at least one image of every class. {fix}")
     fold = np.empty(len(labels), np.int64)
     rng = np.random.default_rng(seed)
     for c in np.unique(labels):

@@ -6,13 +6,13 @@ upload page; decoding in threads, the model behind a micro-batcher, bad uploads 
 
 import asyncio
 import io
-import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._version import __version__
-from ..data.decode import MAX_PIXELS, DecodeError, load_image
+from ..data.decode import DecodeError, load_image
 from ..errors import TransferkitError, install_hint
 from .batcher import MicroBatcher, QueueFull
 
@@ -20,18 +20,35 @@ from .batcher import MicroBatcher, QueueFull
 ENGINES = ("local", "ray")
 
 
+DECODES = max(1, min(4, os.cpu_count() or 1))  # concurrent decodes: one per core (PIL releases the GIL)
+
+
 @dataclass(frozen=True)
 class Limits:
-    """What one request may ask of the server."""
+    """What one request, and all of them together, may ask of the server (docs/serve.md lists each with its flag).
+
+    max_pixels bounds one decode's memory: a 40-megapixel RGBA PNG decodes into 160 MB, about 0.5 GB with the
+    conversions (JPEGs are decoded reduced, in draft mode); max_decodes of them run at once.
+    """
 
     max_upload_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = MAX_PIXELS
+    max_pixels: int = 40_000_000
     max_files: int = 16
     timeout_s: float = 30.0
     max_batch: int = 32
     max_wait_ms: float = 5.0
     max_queue: int = 256
     top: int = 5
+    max_decodes: int = DECODES
+    max_gradcam: int = 2  # Grad-CAMs waiting or running; more get 503 (each takes the model from /predict)
+    read_timeout_s: float = 10.0  # silence allowed while headers or a body arrive
+    keep_alive_s: float = 5.0  # an idle kept-alive connection is closed after this
+    max_connections: int = 64  # open connections and requests; more get 503
+
+    @property
+    def max_body(self) -> int:
+        """The largest request body: `max_files` uploads of `max_upload_bytes`, plus the multipart framing."""
+        return self.max_files * self.max_upload_bytes + 64 * 1024
 
 
 class BadUpload(Exception):
@@ -67,12 +84,13 @@ def validation_message(errors: list[dict]) -> str:
 
 
 def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: str = "local", replicas: int = 2,
-               address: str | None = None):
+               address: str | None = None, hosts: set[str] | None = None, docs: bool = False):
     """The FastAPI app serving a trained run (`run`) and/or a feature set (`features`).
 
     `engine="ray"` runs the classifier as a Ray Serve deployment of `replicas` replicas (on a cluster at
     `address`, or a local Ray instance started and stopped with the app); the HTTP app, decoding and limits stay
-    here.
+    here. `hosts`: the Host header values answered (`guard.allowed_hosts`; None: any). `docs`: serve the
+    OpenAPI page at /docs (its Swagger UI loads from a CDN, so it is off unless asked).
 
     Example:
     >>> app = create_app("runs/lite0-features", features="features/")  # doctest: +SKIP
@@ -82,13 +100,16 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
         from fastapi import FastAPI, File, Request, UploadFile
         from fastapi.exceptions import RequestValidationError
         from starlette.exceptions import HTTPException as StarletteHTTPException
-        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
         from starlette.concurrency import run_in_threadpool
     except ImportError:
         raise TransferkitError(f"transferkit serve needs FastAPI and uvicorn: {install_hint('serve')}.") from None
     from contextlib import asynccontextmanager
 
-    from ..templates import render_template
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..templates import render_template, script_json, static_file
+    from .guard import Guard
     from .models import Classifier, Embedder
 
     if run is None and features is None:
@@ -116,9 +137,14 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
         yield
         for b in batchers.values():  # drain what is in flight
             await b.stop()
+        decoders.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="transferkit", version=__version__, lifespan=lifespan,
-                  description="Class probabilities, feature vectors and similar images of uploaded images.")
+                  description="Class probabilities, feature vectors and similar images of uploaded images.",
+                  docs_url="/docs" if docs else None, redoc_url=None, openapi_url="/openapi.json" if docs else None)
+    app.add_middleware(Guard, max_body=limits.max_body, read_timeout=limits.read_timeout_s, hosts=hosts)
+    decoders = ThreadPoolExecutor(limits.max_decodes, thread_name_prefix="transferkit-decode")
+    gradcam_slots = asyncio.Semaphore(limits.max_gradcam)
 
     @app.exception_handler(BadUpload)
     async def bad_upload(request: Request, exc: BadUpload):
@@ -136,8 +162,13 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
 
     @app.exception_handler(QueueFull)
     async def queue_full(request: Request, exc: QueueFull):
-        return JSONResponse({"error": f"The server is busy ({limits.max_queue} images waiting); retry shortly."},
-                            status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse({"error": str(exc) or f"The server is busy ({limits.max_queue} images waiting); "
+                             "retry shortly."}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(asyncio.TimeoutError)
+    async def too_slow(request: Request, exc: asyncio.TimeoutError):
+        return JSONResponse({"error": f"The server is busy: no answer within {limits.timeout_s:g} s (--timeout); "
+                             "retry shortly."}, status_code=503, headers={"Retry-After": "1"})
 
     async def decode(upload, config) -> np.ndarray:
         name = upload.filename or "upload"
@@ -152,8 +183,8 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
             return load_image(io.BytesIO(data), config.size, crop_fraction=config.crop_fraction,
                               resample=config.resample, max_pixels=limits.max_pixels)
 
-        try:
-            return await run_in_threadpool(run_decode)
+        try:  # at most `max_decodes` at once: each may hold a full-resolution image
+            return await asyncio.get_running_loop().run_in_executor(decoders, run_decode)
         except DecodeError as exc:
             status = 413 if "decompression bomb" in exc.reason else 415 if "not an image" in exc.reason else 400
             raise BadUpload(status, f"{name}: {exc.reason}.") from None
@@ -169,6 +200,12 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
             what = "a run folder (transferkit serve RUN)" if kind == "predict" else "--features DIR"
             raise BadUpload(404, f"This server has no {'classifier' if kind == 'predict' else 'feature set'}; "
                                  f"start it with {what}.")
+
+    async def one_file(request: Request):
+        count = len((await request.form()).getlist("file"))
+        if count > 1:
+            raise BadUpload(400, f"{count} files in the `file` field; this endpoint takes one (/predict takes "
+                                 "several).")
 
     def check_count(files):
         if len(files) > limits.max_files:
@@ -188,28 +225,34 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
         return {"model": classifier.name, "transferkit_version": __version__, "predictions": out}
 
     @app.post("/gradcam", summary="Where the model looked: the Grad-CAM of the predicted (or given) class")
-    async def gradcam(file: UploadFile = File(...), class_name: str | None = None):
+    async def gradcam(request: Request, file: UploadFile = File(...), class_name: str | None = None):
         need("predict")
-        image = await decode(file, classifier.input)
+        await one_file(request)
         if class_name is not None and class_name not in classifier.class_names:
             raise BadUpload(422, f"class_name must be one of {classifier.class_names}. Received: {class_name!r}")
-        target = None if class_name is None else classifier.class_names.index(class_name)
-        loop = asyncio.get_running_loop()
-        # the model's own worker thread: Grad-CAM never runs beside a batch on the same model
-        chosen, overlay = await asyncio.wait_for(loop.run_in_executor(
-            batchers["predict"].worker, classifier.gradcam, image, target), limits.timeout_s)
+        if gradcam_slots.locked():  # bounded: a burst of Grad-CAMs cannot queue up in front of /predict
+            raise QueueFull(f"The server is busy ({limits.max_gradcam} Grad-CAMs in progress); retry shortly.")
+        async with gradcam_slots:
+            image = await decode(file, classifier.input)
+            target = None if class_name is None else classifier.class_names.index(class_name)
+            loop = asyncio.get_running_loop()
+            # the model's own worker thread: Grad-CAM never runs beside a batch on the same model
+            chosen, overlay = await asyncio.wait_for(loop.run_in_executor(
+                batchers["predict"].worker, classifier.gradcam, image, target), limits.timeout_s)
         return {"file": file.filename, "class": classifier.class_names[chosen], "overlay": overlay}
 
     @app.post("/embed", summary="The feature vector of an image, as the feature set's were extracted")
-    async def embed(file: UploadFile = File(...)):
+    async def embed(request: Request, file: UploadFile = File(...)):
         need("embed")
+        await one_file(request)
         vector = await run_model("embed", await decode(file, embedder.input))
         return {"file": file.filename, "layer": embedder.index.layer, "dim": int(vector.size),
                 "vector": vector.tolist(), "transferkit_version": __version__}
 
     @app.post("/similar", summary="The k images of the feature set most like an uploaded image")
-    async def similar(file: UploadFile = File(...), k: int = 8):
+    async def similar(request: Request, file: UploadFile = File(...), k: int = 8):
         need("embed")
+        await one_file(request)
         if not 1 <= k <= 100:
             raise BadUpload(422, f"k must be from 1 to 100. Received: k={k}")
         vector = await run_model("embed", await decode(file, embedder.input))
@@ -233,19 +276,25 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
                 "features": len(embedder.index) if embedder else None,
                 "batches": {k: b.batches for k, b in batchers.items()}}
 
-    page_info = json.dumps({"classes": classifier.class_names if classifier else [],
-                            "predict": classifier is not None, "similar": embedder is not None})
+    page_info = script_json({"classes": classifier.class_names if classifier else [],
+                             "predict": classifier is not None, "similar": embedder is not None})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
-        return render_template("serve.html", INFO=page_info.replace("</", "<\\/"))
+        return render_template("serve.html", INFO=page_info)
+
+    script = static_file("serve.js")
+
+    @app.get("/page.js", include_in_schema=False)
+    async def page_script():
+        return Response(script, media_type="text/javascript")
 
     return app
 
 
 def serve(run=None, *, features=None, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
           quiet: bool = False, engine: str = "local", replicas: int = 2, address: str | None = None,
-          sock=None) -> None:
+          sock=None, docs: bool = False) -> None:
     """Run the server until interrupted (SIGTERM/SIGINT drain the requests in flight).
 
     The address is bound first (`address.bind`: a port in use is an `AddressError` before the model loads);
@@ -255,8 +304,27 @@ def serve(run=None, *, features=None, host: str = "127.0.0.1", port: int = 8000,
 
     from .address import bind
 
+    from .guard import allowed_hosts, timed_h11
+
     sock = sock or bind(host, port)
-    app = create_app(run, features=features, limits=limits, engine=engine, replicas=replicas, address=address)
-    config = uvicorn.Config(app, log_level="warning" if quiet else "info",
-                            timeout_graceful_shutdown=int(limits.timeout_s))
+    hosts = allowed_hosts(host, sock.getsockname()[1])
+    app = create_app(run, features=features, limits=limits, engine=engine, replicas=replicas, address=address,
+                     hosts=hosts, docs=docs)
+    return_memory_to_the_system()
+    config = uvicorn.Config(app, log_level="warning" if quiet else "info", http=timed_h11(limits.read_timeout_s),
+                            timeout_graceful_shutdown=int(limits.timeout_s), timeout_keep_alive=limits.keep_alive_s,
+                            limit_concurrency=limits.max_connections, server_header=False)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def return_memory_to_the_system() -> None:
+    """glibc keeps freed large buffers for reuse once its mmap threshold has grown; a fixed 1 MiB threshold makes
+    every decoded image's buffer its own mapping, returned to the system when freed (Linux/glibc; else nothing)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass

@@ -6,6 +6,29 @@ import re
 from importlib import resources
 
 
+def script_json(value) -> str:
+    r"""`value` as JSON that is safe inside an HTML `<script>` block: `<`, `>`, `&` and the line separators are
+    escaped, so a string such as `</script>` or `<!--<script>` (class names come from folder names) cannot end
+    or change the block (what Jinja2's `tojson` filter does).
+
+    Example:
+    >>> script_json({"classes": ["<!--<script>"]})
+    '{"classes": ["\\u003c!--\\u003cscript\\u003e"]}'
+    """
+    import json
+
+    text = json.dumps(value)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                          ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def static_file(name: str) -> str:
+    """The text of a static file shipped beside the templates (the upload page's script)."""
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
 def render_template(name: str, **values: str) -> str:
     """The template file `name` with every `__KEY__` replaced by `values["KEY"]` (already escaped by the caller).
 
