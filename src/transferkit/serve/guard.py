@@ -72,7 +72,9 @@ class Guard:
             if length > self.max_body:
                 return await _error(send, 413, f"The request body is {length:,} bytes; this server takes at most "
                                                f"{self.max_body:,} (--max-upload-mb per file).", close=True)
-        state = {"received": 0, "answered": False, "started": False}
+        # a request without a body is complete at once; one with a body when its last chunk came in
+        complete = declared in (None, b"0") and b"chunked" not in headers.get(b"transfer-encoding", b"")
+        state = {"received": 0, "answered": False, "started": False, "complete": complete}
 
         async def guarded_receive():
             if state["answered"]:
@@ -85,6 +87,7 @@ class Guard:
                 return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
+                state["complete"] = not message.get("more_body", False)
                 if state["received"] > self.max_body:
                     await answer(413, f"The request body passed {self.max_body:,} bytes; this server takes at "
                                       "most that (--max-upload-mb per file).")
@@ -105,6 +108,8 @@ class Guard:
                 content_type = dict(message.get("headers") or []).get(b"content-type", b"")
                 if content_type.startswith(b"text/html") and scope.get("path") == "/":
                     extra.append((b"content-security-policy", PAGE_CSP.encode()))
+                if not state["complete"]:  # answered before the body ended: close, rather than read the rest
+                    extra.append((b"connection", b"close"))
                 message = {**message, "headers": list(message.get("headers") or []) + extra}
             await send(message)
 

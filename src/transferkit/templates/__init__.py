@@ -13,11 +13,11 @@ def script_json(value) -> str:
 
     Example:
     >>> script_json({"classes": ["<!--<script>"]})
-    '{"classes": ["\\u003c!--\\u003cscript\\u003e"]}'
+    '{"classes":["\\u003c!--\\u003cscript\\u003e"]}'
     """
     import json
 
-    text = json.dumps(value)
+    text = json.dumps(value, separators=(",", ":"))
     for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
                           ("\u2029", "\\u2029")):
         text = text.replace(char, escaped)
