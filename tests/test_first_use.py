@@ -201,3 +201,23 @@ def test_a_missing_csv_row_names_its_path_once(tmp_path):
     with pytest.raises(tk.TransferkitError) as err:
         tk.extract(tmp_path / "list.csv", tmp_path / "f", model="tiny_test", weights="none")
     assert str(err.value).count("nope.jpg") == 1 and "line 2" in str(err.value)
+
+
+def test_links_that_leave_the_folder_are_skipped_by_extract_and_refused_by_the_server(tmp_path, image_folder):
+    """One rule for extract, update, explore and serve: a link to a file (or a folder) outside the folder is not
+    a row — a link swapped later could point anywhere, and the server would not show it."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (image_folder / "cats" / "00.jpg").rename(outside / "00.jpg")
+    os.symlink(outside / "00.jpg", image_folder / "cats" / "link.jpg")
+    os.symlink(outside, image_folder / "dogs" / "linked_folder")
+    os.symlink(image_folder / "cats" / "02.jpg", image_folder / "dogs" / "inside_link.jpg")  # inside: a row
+    r = run_cli("extract", image_folder, "-o", tmp_path / "f", *TINY)
+    assert r.returncode == 3, r.stderr
+    assert "skipped: cats/link.jpg: a link to a file outside the folder" in r.stderr
+    assert "skipped: dogs/linked_folder/00.jpg: a link to a file outside the folder" in r.stderr
+    fs = tk.load_features(tmp_path / "f")
+    assert "dogs/inside_link.jpg" in fs.paths and not any("link" in p and "inside" not in p for p in fs.paths)
+    (image_folder / "cats" / "02.jpg").touch()
+    r = run_cli("extract", image_folder, "-o", tmp_path / "f", *TINY, "--update")
+    assert "cats/link.jpg" not in tk.load_features(tmp_path / "f").paths

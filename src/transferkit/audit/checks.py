@@ -40,6 +40,7 @@ def image_checks(index: ImageIndex, split: list[str], *, min_size: int,
         path = index.absolute(i)
         given = index.class_names[index.labels[i]]
         try:
+            index.check(i)
             small = load_image(path, 32)
             with open_regular(path) as f, Image.open(f) as im:
                 side = min(im.size)

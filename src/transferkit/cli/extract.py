@@ -109,5 +109,6 @@ def report(fs, out) -> int:
         print(f"Ignored 1 file that is not an image by its extension: {example!r}" if ignored == 1 else
               f"Ignored {ignored} files that are not images by their extension (e.g. {example!r})", file=sys.stderr)
     if fs.skipped:  # each one was named on a "skipped:" line; the command's last line counts them
-        print(f"Skipped files are listed with their reasons in {out / 'manifest.json'}", file=sys.stderr)
+        print(f"Skipped {len(fs.skipped)} of {plural(m['counts']['images'], 'image')}; all listed in "
+              f"{out / 'manifest.json'}", file=sys.stderr)
     return 0

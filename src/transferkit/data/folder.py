@@ -25,6 +25,7 @@ class ImageIndex:
     labels: np.ndarray | None
     class_names: list[str]
     ignored: list[str] = field(default_factory=list)  # files skipped for their extension
+    outside: frozenset = frozenset()  # paths that are links to files outside `root`: skipped when decoded
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -32,6 +33,14 @@ class ImageIndex:
     def absolute(self, i: int) -> str:
         """The absolute path of image `i`."""
         return str(self.root / self.paths[i])
+
+    def check(self, i: int) -> None:
+        """Raise `DecodeError` for an image that must not be read: a link that leads out of the folder (the
+        server would not show it either, and a link swapped later could point anywhere)."""
+        if self.paths[i] in self.outside:
+            from .decode import DecodeError
+
+            raise DecodeError(self.paths[i], "a link to a file outside the folder; copy the file in instead")
 
     def fingerprint(self) -> str:
         """A hash of the file list and labels: an output folder resumes only over the same list."""
@@ -45,13 +54,17 @@ class ImageIndex:
         """A new index holding only the images at positions `idx`."""
         idx = list(idx)
         labels = None if self.labels is None else self.labels[idx]
-        return ImageIndex(self.root, [self.paths[i] for i in idx], labels, self.class_names)
+        paths = [self.paths[i] for i in idx]
+        return ImageIndex(self.root, paths, labels, self.class_names,
+                          outside=frozenset(p for p in paths if p in self.outside))
 
 
-def _walk(top: Path, extensions: tuple[str, ...], ignored: list[str]) -> list[str]:
-    """Image files below `top` (following symlinks, each real folder once), relative to `top`, sorted."""
+def _walk(top: Path, extensions: tuple[str, ...], ignored: list[str], outside: set[str]) -> list[str]:
+    """Image files below `top` (following symlinks, each real folder once), relative to `top`, sorted; those whose
+    real path lies outside `top` (links out of the folder) are also added to `outside`."""
     found = []
     seen = set()
+    real_top = os.path.realpath(top) + os.sep
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True, onerror=_raise_walk_error):
         try:
             st = os.stat(dirpath)
@@ -70,6 +83,8 @@ def _walk(top: Path, extensions: tuple[str, ...], ignored: list[str]) -> list[st
                 continue
             if fname.lower().endswith(extensions):
                 found.append(rel)
+                if not os.path.realpath(full).startswith(real_top) and os.path.exists(full):
+                    outside.add(rel)
             else:
                 ignored.append(rel)
     return sorted(found)
@@ -105,7 +120,7 @@ def index_images(source, *, labels: str = "inferred", class_names=None,
     check_one_of("labels", labels, LABEL_MODES)
     if isinstance(source, ImageIndex):
         if labels == "none" and source.labels is not None:
-            return ImageIndex(source.root, list(source.paths), None, [], list(source.ignored))
+            return ImageIndex(source.root, list(source.paths), None, [], list(source.ignored), source.outside)
         return source
     extensions = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
     if isinstance(source, (list, tuple)):
@@ -123,13 +138,14 @@ def index_images(source, *, labels: str = "inferred", class_names=None,
     if not os.access(root, os.R_OK | os.X_OK):
         raise TransferkitError(f"Cannot read the folder {str(root)!r}: permission denied.")
     ignored: list[str] = []
-    paths = _walk(root, extensions, ignored)
+    outside: set[str] = set()
+    paths = _walk(root, extensions, ignored, outside)
     top_level = [p for p in paths if "/" not in p]
     subdirs = sorted({p.split("/", 1)[0] for p in paths if "/" in p})
     if labels == "none" or not subdirs:
         if not paths:
             raise _empty_error(root, extensions, ignored)
-        return ImageIndex(root.resolve(), paths, None, [], ignored)
+        return ImageIndex(root.resolve(), paths, None, [], ignored, frozenset(outside))
     if top_level:
         raise TransferkitError(
             f"{str(root)!r} mixes class sub-folders ({', '.join(subdirs[:5])}) with images at its top level "
@@ -149,7 +165,7 @@ def index_images(source, *, labels: str = "inferred", class_names=None,
     position = {c: i for i, c in enumerate(classes)}
     paths.sort(key=lambda p: (position[p.split("/", 1)[0]], p))
     label_arr = np.array([position[p.split("/", 1)[0]] for p in paths], dtype=np.int32)
-    return ImageIndex(root.resolve(), paths, label_arr, classes, ignored)
+    return ImageIndex(root.resolve(), paths, label_arr, classes, ignored, frozenset(outside))
 
 
 def _index_files(files: list[Path]) -> ImageIndex:

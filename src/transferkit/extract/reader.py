@@ -65,6 +65,7 @@ class ImageReader:
 
     def _decode(self, i: int):
         try:
+            self.index.check(i)
             return self.input_config.load(self.index.absolute(i))
         except DecodeError as exc:
             return exc

@@ -81,7 +81,8 @@ def labelled_pool(data) -> tuple[ImageIndex, list[str]]:
     paths = [f"{name}/{p}" for name, idx in parts for p in idx.paths]
     labels = np.concatenate([idx.labels for _, idx in parts]).astype(np.int32)
     split = [("validation" if name in VALIDATION_NAMES else name) for name, idx in parts for _ in idx.paths]
-    return ImageIndex(root.resolve(), paths, labels, train.class_names), split
+    outside = frozenset(f"{name}/{p}" for name, idx in parts for p in idx.outside)
+    return ImageIndex(root.resolve(), paths, labels, train.class_names, outside=outside), split
 
 
 def find_splits(data, *, validation_split: float | None = None, seed: int = 0, folds: int | None = None,
@@ -162,6 +163,7 @@ def drop_unreadable(index: ImageIndex, size: int, workers: int = 4) -> tuple[Ima
     """Decode every image once; return the index without unreadable files and the list of those skipped."""
     def check(i):
         try:
+            index.check(i)
             load_image(index.absolute(i), 8)
             return None
         except DecodeError as exc:
