@@ -7,12 +7,11 @@ import csv
 import hashlib
 import io
 import json
-import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import chromium
+from conftest import chromium, dump_dom
 from transferkit.audit import COLUMNS, audit
 from transferkit.audit.checks import label_findings, out_of_fold_probabilities, pixel_pairs
 
@@ -193,14 +192,10 @@ def test_audit_bad_input_is_one_line(tmp_path, cli, case, expected):
 
 
 def test_audit_page_renders_in_a_real_browser(flawed, tmp_path):
-    browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
+    chromium()
     audit(flawed, tmp_path / "out", folds=3, runs_root=tmp_path / "runs", **TINY)
     page = tmp_path / "out" / "audit.html"
-    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
-                        "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
+    r = dump_dom(page.as_uri())
     dom = r.stdout
     assert 'id="leak"' in dom and "validation/a/002.png" in dom and "train/a/copy.jpg" in dom, r.stderr[-2000:]
     assert 'class="pair"' in dom and "Uncaught" not in r.stderr

@@ -3,14 +3,13 @@
 import csv
 import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 import transferkit as tk
-from conftest import chromium
+from conftest import chromium, dump_dom
 from transferkit.errors import TransferkitError
 from transferkit.search import build_index, duplicates, explore, load_index, outliers, similar
 
@@ -224,13 +223,9 @@ def test_cli_similar_duplicates_index_explore(cli, tmp_path, image_folder):
 
 
 def test_explore_page_renders_in_a_real_browser(photo_features, tmp_path):
-    browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
+    chromium()
     page = explore(photo_features, tmp_path / "explore.html")
-    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                        "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
+    r = dump_dom(page.as_uri(), budget_ms=5000)
     dom = r.stdout
     assert 'data-ready="1"' in dom, r.stderr[-2000:]
     assert dom.count("data:image/jpeg;base64") >= 9 * 2  # gallery + neighbours thumbnails
@@ -238,8 +233,7 @@ def test_explore_page_renders_in_a_real_browser(photo_features, tmp_path):
     assert '<div id="errors" style="display:none"></div>' in dom
     assert "Uncaught" not in r.stderr  # no script error on the console either
     assert "0 outliers" in dom  # nine photos, none much less like its neighbours than the others are
-    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                        "--dump-dom", page.as_uri() + "#duplicates"], capture_output=True, text=True, timeout=120)
+    r = dump_dom(page.as_uri() + "#duplicates", budget_ms=5000)
     groups = r.stdout[r.stdout.index('id="view"'):r.stdout.index('id="right"')]
     # each thumbnail of a group has its file name and its similarity under it
     assert "chelsea_mirror.png" in groups and "coffee_bright.jpg" in groups and 'class="note">1.000' in groups
@@ -247,9 +241,7 @@ def test_explore_page_renders_in_a_real_browser(photo_features, tmp_path):
 
 def test_explore_page_of_a_large_set_stays_small_and_loads_rows_on_demand(photo_features, tmp_path, monkeypatch):
     """Above the inline limit: rows in data files beside the page, thumbnails linked to the images, the same views."""
-    browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
+    chromium()
     import sys
 
     monkeypatch.setattr(sys.modules["transferkit.search.explore"], "CHUNK", 4)  # 9 photos: three data files
@@ -258,9 +250,7 @@ def test_explore_page_of_a_large_set_stays_small_and_loads_rows_on_demand(photo_
     assert files == ["rows-00000.js", "rows-00001.js", "rows-00002.js"]
     text = page.read_text()
     assert "data:image/jpeg;base64" not in text and len(text) < 20_000
-    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                        "--enable-logging=stderr", "--v=0", "--dump-dom",
-                        page.as_uri()], capture_output=True, text=True, timeout=120)
+    r = dump_dom(page.as_uri(), budget_ms=5000)
     dom = r.stdout
     assert 'data-ready="1"' in dom and '<div id="errors" style="display:none"></div>' in dom, r.stderr[-2000:]
     import re

@@ -19,7 +19,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 import transferkit as tk  # noqa: E402
-from conftest import chromium, make_split_folder  # noqa: E402
+from conftest import chromium, dump_dom, make_split_folder  # noqa: E402
 from transferkit.serve import Limits, create_app  # noqa: E402
 from transferkit.serve.batcher import MicroBatcher, QueueFull  # noqa: E402
 
@@ -187,20 +187,15 @@ def test_bounded_load_from_16_clients_no_5xx_and_answers_equal_predict(served):
 
 
 def test_upload_page_renders_in_a_real_browser(served):
-    browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
+    chromium()
     with listening(create_app(served["run"], features=served["features"])) as base:
-        r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
-                            "--dump-dom", base + "/"], capture_output=True, text=True, timeout=120)
+        r = dump_dom(base + "/")
     assert 'type="file"' in r.stdout and "Drop an image here" in r.stdout, r.stderr[-2000:]
 
 
 def test_a_browser_uploads_on_the_page_and_sees_the_prediction(served):
     """Playwright drives the system Chromium: choose a file on the page, see the classes and the neighbours."""
     browser_path = chromium()
-    if browser_path is None:
-        pytest.skip("chromium is not installed (apt-get install chromium); scripts/test.sh installs it")
     sync_api = pytest.importorskip("playwright.sync_api")
     image = served["data"] / "validation" / "stripes" / "002.png"
     expected, _ = tk.predict(served["run"], image)

@@ -36,7 +36,8 @@ def register(sub):
     add_weights(p)
     add_precision(p)
     add_batch_size(p, default["batch_size"])
-    p.add_argument("--threshold", type=number(0, 1, low_open=True, what="a cosine similarity"), default=default["threshold"], metavar="COS",
+    p.add_argument("--threshold", type=number(0, 1, low_open=True, what="a cosine similarity"),
+                   default=default["threshold"], metavar="COS",
                    help=f"feature similarity from which two images may be near-duplicates (default: "
                         f"{default['threshold']})")
     p.add_argument("--min-size", type=integer(1), default=default["min_size"], metavar="PX",

@@ -35,13 +35,15 @@ def register(sub):
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="sweep this finished run's unfrozen stage instead of the head stage")
     add_augmentation(p)
-    p.add_argument("--unfreeze-blocks", type=integer(1), default=None, metavar="N", help="with --init-from (default: the "
-                                                                                  "registry's)")
-    p.add_argument("--validation-split", type=number(0, 1, low_open=True, high_open=True, what="a fraction"), default=None, metavar="F",
-                   help="without a validation/ folder, as for train")
+    p.add_argument("--unfreeze-blocks", type=integer(1), default=None, metavar="N",
+                   help="with --init-from (default: the registry's)")
+    p.add_argument("--validation-split", type=number(0, 1, low_open=True, high_open=True, what="a fraction"),
+                   default=None, metavar="F", help="without a validation/ folder, as for train")
     p.add_argument("--steps", type=integer(2), default=default["steps"], help=f"(default: {default['steps']})")
-    p.add_argument("--start", type=number(0, low_open=True), default=default["start"], help=f"first rate (default: {default['start']:g})")
-    p.add_argument("--end", type=number(0, low_open=True), default=default["end"], help=f"last rate (default: {default['end']:g})")
+    p.add_argument("--start", type=number(0, low_open=True), default=default["start"],
+                   help=f"first rate (default: {default['start']:g})")
+    p.add_argument("--end", type=number(0, low_open=True), default=default["end"],
+                   help=f"last rate (default: {default['end']:g})")
     p.add_argument("--seed", type=SEED, default=0)
     add_precision(p)
     p.add_argument("--runs", default="runs", metavar="DIR", help="where the feature cache lives (default: runs)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TransferkitError, check_positive_int
-from .index import BLOCK, SearchIndex, load_index
+from .index import SearchIndex, load_index
 from .near_duplicates import DEFAULT_THRESHOLD, DuplicateGroups, check_threshold, group_pairs, near_duplicate_pairs
 
 @dataclass
