@@ -112,7 +112,7 @@ def test_missing_ray_says_how_to_install(folder, tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
-    with pytest.raises(TransferkitError, match=r"pip install 'transferkit\[ray\]'"):
+    with pytest.raises(TransferkitError, match=r'pip install "\.\[ray\]"'):
         tk.extract(folder, tmp_path / "o", engine="ray", **COMMON)
 
 

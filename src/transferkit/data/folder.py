@@ -201,8 +201,10 @@ def _index_csv(table: Path, labels: str, class_names) -> ImageIndex:
         path = Path(os.path.expanduser(row[col].strip()))
         path = (path if path.is_absolute() else table.parent / path).resolve()
         if not path.exists():  # a pipe or a folder listed here is skipped with its reason when decoded
-            raise TransferkitError(f"{where}: the image {str(path)!r} does not exist (relative paths are read "
-                                   "from the CSV's folder).")
+            given = row[col].strip()
+            relative = not Path(os.path.expanduser(given)).is_absolute()
+            raise TransferkitError(f"{where}: the image {given!r} does not exist" + (
+                " (relative paths are read from the CSV's folder)." if relative else "."))
         if path in seen:
             raise TransferkitError(f"{where}: {row[col].strip()!r} is listed twice (also on line {seen[path]}); "
                                    "each image may appear once.")
