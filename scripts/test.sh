@@ -18,7 +18,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 &&
     apt-get install -y -qq chromium >/dev/null 2>&1)) || echo "note: chromium not installable; the browser test will skip"
 fi
-# --quick: the everyday tier (tests not marked slow; a few minutes on 2 cores). CI runs everything.
+# --quick: the everyday tier (tests not marked slow). CI runs everything.
 if [ "${1:-}" = "--quick" ]; then
   shift
   set -- -m "not slow" "$@"

@@ -11,7 +11,7 @@ EXAMPLES = """  transferkit duplicates features/                       # default
   transferkit duplicates features/ --threshold 0.95 -o groups.csv
 
 Two images are near-duplicates when their features' cosine similarity is >= THRESHOLD and stands out from
-both images' 10 nearest neighbours (so look-alike images such as handwritten digits are not grouped).
+the two images' 10 nearest neighbours (so look-alike images such as handwritten digits are not grouped).
 Each group keeps its first image and lists the images that are near-duplicates of it, never chained through
 a third. The default 0.85: every mirrored, 5 %-cropped, half-size, brightened and JPEG-30 copy of real photos
 scored >= 0.856 against its original with EfficientNet-Lite0 avg_pool, different photos <= 0.40

@@ -113,10 +113,10 @@ def similar(features, query, *, k: int = 10, layer: str | None = None) -> tuple[
 def duplicates(features, *, threshold: float = DEFAULT_THRESHOLD, layer: str | None = None) -> DuplicateGroups:
     """Groups of near-duplicate images: each group's first image and the images that are near-duplicates of it.
 
-    A near-duplicate has cosine similarity >= `threshold` to the kept image and stands out from both images'
-    nearest neighbours (`near_duplicates` has the rule); groups never chain (A like B and B like C does not put
-    A with C unless A is like C). Exact sets compare every pair (in blocks); approximate ones the 20 nearest of
-    each image.
+    A near-duplicate has cosine similarity >= `threshold` to the kept image and stands out from the two images'
+    nearest neighbours (`near_duplicates` has the rule); groups never chain (A like B and B like C does not put A
+    with C unless A is like C). Exact sets compare every pair (in blocks); approximate ones the 20 nearest of each
+    image.
 
     Example:
     >>> groups = duplicates("features/", threshold=0.9)  # doctest: +SKIP

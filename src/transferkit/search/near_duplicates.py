@@ -1,8 +1,8 @@
 """What a near-duplicate is — one definition for `duplicates`, `explore` and `audit` — and how pairs become groups.
 
 Two images are near-duplicates when the cosine similarity s of their features is at or above the threshold
-**and** stands out from each image's own neighbourhood: s ≥ L + STANDOUT × (1 − L), with L the larger of the two
-images' similarities to their `NEIGHBOURHOOD`-th nearest neighbour. In a collection of distinct photos L is low
+**and** stands out from the pair's neighbourhood: s ≥ L + STANDOUT × (1 − L), with L the mean of the two images'
+similarities to their `NEIGHBOURHOOD`-th nearest neighbour. In a collection of distinct photos L is low
 (0.1–0.4 with EfficientNet-Lite0) and the threshold decides; where every image has many close look-alikes (8 × 8
 digits upscaled: L ≈ 0.93) only pairs far closer than the look-alikes count. A set of `NEIGHBOURHOOD` images or
 fewer has no neighbourhood to measure: the threshold alone decides there.
@@ -28,7 +28,8 @@ from .scan import Pairs, pairs_of, scan
 DEFAULT_THRESHOLD = 0.85
 # bench/duplicate_threshold.py --rules: the 10th neighbour and 3/4 of the way to 1 group no two of scikit-learn's
 # 1,797 digits (at 32 or 96 px) while keeping every edited photo copy the threshold alone finds and every
-# planted pair of bench/search.py; smaller neighbourhoods miss copies in families of 7 (a photo and 6 edits).
+# planted pair of bench/search.py (at 1,000,000 rows too, where the larger of the two levels lost 4 of 2,000);
+# smaller neighbourhoods miss copies in families of 7 (a photo and 6 edits).
 NEIGHBOURHOOD = 10
 STANDOUT = 0.75
 # neighbour lists of an approximate index: the 20 nearest of every row, 8 cells probed (bench/search.py --growing:
@@ -109,15 +110,15 @@ def neighbourhood_levels(index: SearchIndex, rows: np.ndarray,
 
 def standing_out(index: SearchIndex, pairs: Pairs, threshold: float,
                  neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> Pairs:
-    """The `pairs` that are near-duplicates: at or above `threshold` and standing out from both images'
-    neighbourhoods (the module's rule)."""
+    """The `pairs` that are near-duplicates: at or above `threshold` and standing out from the pair's
+    neighbourhood (the module's rule)."""
     if not len(pairs):
         return pairs
     involved, where = np.unique(np.concatenate([pairs.a, pairs.b]), return_inverse=True)
     level = neighbourhood_levels(index, involved, neighbours)
     level_a, level_b = level[where[:len(pairs)]], level[where[len(pairs):]]
-    top = np.maximum(level_a, level_b)
-    keep = (pairs.similarity >= threshold) & (pairs.similarity >= top + STANDOUT * (1 - top))
+    level = (level_a + level_b) / 2
+    keep = (pairs.similarity >= threshold) & (pairs.similarity >= level + STANDOUT * (1 - level))
     return Pairs(pairs.a[keep], pairs.b[keep], pairs.similarity[keep])
 
 
