@@ -114,3 +114,44 @@ def test_stage_lines_count_epochs_in_the_right_number():
     assert describe_epochs({"epochs": 3, "first_epoch": 4, "best_epoch": 5}) == \
         "3 epochs (run epochs 4-6), kept epoch 5"
     assert describe_epochs({"epochs": 0, "first_epoch": 1, "best_epoch": None}).startswith("no epochs")
+
+
+def test_every_option_default_agrees_with_the_library():
+    """A command's option defaults are the library's (signature defaults, `TrainConfig`, `Limits`): walked over
+    every command that has a library entry point. `quiet` differs on purpose: the command line shows progress."""
+    import argparse
+    import dataclasses
+    import inspect
+
+    from transferkit.audit import audit
+    from transferkit.cli import _parser
+    from transferkit.extract.runner import extract
+    from transferkit.search.api import duplicates, similar
+    from transferkit.search.explore import explore
+    from transferkit.serve.app import Limits, serve
+    from transferkit.train.config import TrainConfig
+    from transferkit.train.lr_find import lr_find
+
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    rename = {"output": "out", "runs": "runs_root", "timeout": "timeout_s", "read_timeout": "read_timeout_s",
+              "keep_alive": "keep_alive_s"}
+    library = {"extract": extract, "audit": audit, "lr-find": lr_find, "similar": similar, "duplicates": duplicates,
+               "explore": explore, "serve": serve}
+    checked, differ = 0, []
+    for name, fn in library.items():
+        defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+        if name == "serve":
+            defaults.update({f.name: f.default for f in dataclasses.fields(Limits)})
+        for action in commands[name]._actions:
+            dest = rename.get(action.dest, action.dest)
+            if dest in defaults and dest != "quiet":
+                checked += 1
+                if defaults[dest] != action.default:
+                    differ.append((name, action.dest, action.default, defaults[dest]))
+    config = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    for action in commands["train"]._actions:
+        if action.dest in config and action.dest != "quiet":
+            checked += 1
+            if config[action.dest] != action.default:
+                differ.append(("train", action.dest, action.default, config[action.dest]))
+    assert checked >= 60 and differ == [], (checked, differ)
