@@ -10,7 +10,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -18,7 +17,7 @@ import transferkit as tk
 from transferkit.errors import TransferkitError
 from transferkit.search import similar
 
-from conftest import make_split_folder, run_cli
+from conftest import make_split_folder
 
 ROOT = Path(__file__).parent.parent
 

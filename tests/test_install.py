@@ -73,8 +73,9 @@ def test_readme_install_lines_in_a_fresh_venv(tmp_path):
     assert "efficientnet_lite0" in r.stdout and "vgg16" in r.stdout
     # the HTML templates are package data: they travel with a real (non-editable) install
     r = subprocess.run([str(python), "-c", "from transferkit.templates import render_template as r; "
-                        "print(len(r('explore.html', TITLE='t', DATA='{}')) > 1000, "
-                        "len(r('report.html', **dict.fromkeys(['TITLE', 'ACCURACY', 'MORE', 'LOSS', 'N', 'CLASSES', "
-                        "'STAGES', 'CURVES', 'PER_CLASS', 'CONFUSION', 'MISTAKES', 'EMBEDDING', 'SETTINGS'], ''))) > 500)"],
+                        "print(len(r('explore.html', title='t', data={})) > 1000, "
+                        "len(r('repeated.html', title='t', metrics=dict.fromkeys(['accuracy_mean', 'accuracy_std', "
+                        "'loss_mean', 'loss_std'], 0), entries=[], kind='folds', what='', curves=[], "
+                        "settings_rows=[])) > 500)"],
                        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert r.stdout.split() == ["True", "True"], r.stderr[-2000:]

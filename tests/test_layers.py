@@ -15,7 +15,7 @@ import transferkit
 SRC = Path(transferkit.__file__).parent
 # lowest first; a module may import its own layer and the ones below
 LAYERS = [
-    {"transferkit.errors", "transferkit.backend", "transferkit.files", "transferkit._version",
+    {"transferkit.errors", "transferkit.backend", "transferkit.files", "transferkit._version", "transferkit.interrupts",
      "transferkit.templates"},
     {"transferkit.data"},
     {"transferkit.backbones"},
@@ -133,3 +133,15 @@ def test_the_checkers_see_upward_imports_and_cycles(tmp_path):
     assert (5, "transferkit.search") in found and (6, "transferkit") in found
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_function_is_longer_than_80_lines():
+    """Entry points read in minutes: no function under src/ (docstring included) is longer than 80 lines."""
+    long = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "split these into named steps: " + ", ".join(long)

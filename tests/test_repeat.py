@@ -13,7 +13,7 @@ import transferkit as tk
 from conftest import make_split_folder
 from transferkit.data.folds import stratified_folds
 from transferkit.errors import TransferkitError
-from transferkit.train.data import find_splits, labelled_pool
+from transferkit.data.splits import find_splits, labelled_pool
 
 TINY = dict(model="tiny_test", weights="none", epochs=2)
 

@@ -311,3 +311,31 @@ def test_framework_made_errors_have_the_documented_shape(served):
         assert len(r.content) < 1000, name  # the 100 kB body is not echoed
     assert "'file'" in cases["missing file"].json()["error"] and "curl -F" in cases["missing file"].json()["error"]
     assert "'k'" in cases["k=abc"].json()["error"]
+
+
+def test_the_openapi_page_documents_every_answer_and_errors_map_by_type(served):
+    """/openapi.json (with docs on) names a response schema for every endpoint and the error shape for its 4xx;
+    a decode failure's status comes from its type (too many pixels 413, not an image 415, corrupt 400)."""
+    from transferkit.data.decode import DecodeError, NotAnImage, TooManyPixels
+    from transferkit.serve.state import DECODE_ANSWERS
+
+    app = create_app(served["run"], features=served["features"], docs=True)
+    with client_of(app) as client:
+        spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for path, method, answer in [("/predict", "post", "PredictAnswer"), ("/gradcam", "post", "GradcamAnswer"),
+                                 ("/embed", "post", "EmbedAnswer"), ("/similar", "post", "SimilarAnswer"),
+                                 ("/health", "get", "HealthAnswer")]:
+        responses = spec["paths"][path][method]["responses"]
+        assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/" + answer), path
+        assert answer in schemas
+        if path != "/health":
+            for status in ("400", "413", "415", "503"):
+                assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorAnswer")
+    assert schemas["ClassProbability"]["properties"].keys() == {"class", "probability"}
+
+    def status(exc):
+        return next(answer for kind, answer in DECODE_ANSWERS if isinstance(exc, kind)).status
+
+    assert [status(TooManyPixels("x", "r")), status(NotAnImage("x", "r")), status(DecodeError("x", "r"))] == \
+        [413, 415, 400]

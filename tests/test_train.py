@@ -191,7 +191,7 @@ def test_finetune_can_start_from_a_features_run(train_folder, tmp_path):
 def test_validation_split_never_trains_on_held_out_images(tmp_path):
     """Noise images with coin-flip labels hold nothing to learn: only a leak makes validation accuracy high."""
     from conftest import make_image
-    from transferkit.train.data import find_splits
+    from transferkit.data.splits import find_splits
 
     rng = np.random.default_rng(3)
     root = tmp_path / "noise"

@@ -45,7 +45,7 @@ class AuditFindings:
 
     Example:
     >>> findings = audit("data/", "audit/")  # doctest: +SKIP
-    >>> findings.counts()["label"], findings.of("leak")[0].other
+    >>> findings.counts()["label"], findings.of("leak")[0].other  # doctest: +SKIP
     (12, 'train/cats/cat.101.jpg')
     """
 

@@ -19,7 +19,7 @@ from ..extract.store import load_features, read_manifest
 from ..extract.writer import MANIFEST
 from ..files import write_json_atomic, write_text_atomic
 from ..search.near_duplicates import DEFAULT_THRESHOLD
-from ..train.data import VALIDATION_NAMES, labelled_pool
+from ..data.splits import VALIDATION_NAMES, labelled_pool
 from .checks import (image_checks, imbalance_findings, label_findings, out_of_fold_probabilities, search_index,
                      similarity_findings)
 from .findings import AuditFindings, Finding
@@ -93,7 +93,7 @@ def audit(data, out="audit", *, model: str = DEFAULT_MODEL, folds: int = 5, inpu
 
     Example:
     >>> findings = audit("data/", "audit/", folds=5)  # doctest: +SKIP
-    >>> findings.counts()
+    >>> findings.counts()  # doctest: +SKIP
     {'unreadable': 0, 'tiny': 0, 'constant': 0, 'leak': 3, 'label': 41, 'duplicate': 2, 'outlier': 7, ...}
     """
     started = time.perf_counter()
@@ -102,24 +102,9 @@ def audit(data, out="audit", *, model: str = DEFAULT_MODEL, folds: int = 5, inpu
                                f"Received: threshold={threshold!r}")
     check_positive_int("min_size", min_size)
     spec = with_crop(get_backbone(model), crop)
-    given_set = _feature_set(data)
-    if given_set is not None:  # a feature folder (extracted, or imported with labels): its own vectors
-        index, split, folder_of = given_set
-        fs = load_features(data)
-        stratified_folds(index.labels, folds, seed, index.class_names)
-        out = _output_folder(out)
-        readable = all(os.path.isfile(index.absolute(i)) for i in range(len(index)))
-        findings, thumbs = image_checks(index, split, min_size=min_size) if readable else ([], None)
-        model_name = fs.manifest["settings"].get("model", "imported")
-    else:
-        index, split, folder_of = labelled_images(data)
-        stratified_folds(index.labels, folds, seed, index.class_names)  # every class has >= k images, first
-        out = _output_folder(out)
-        findings, thumbs = image_checks(index, split, min_size=min_size)
-        fs = cached_features(Path(runs_root) / ".feature-cache", index, model=spec.name, layer=spec.default_layer,
-                             pooling=None, input_config=spec.input_config(input_size), weights=weights,
-                             precision=precision, batch_size=batch_size, quiet=quiet)
-        model_name = spec.name
+    index, split, folder_of, fs, out, findings, thumbs = _images_and_features(
+        data, out, spec, folds=folds, seed=seed, min_size=min_size, runs_root=runs_root, input_size=input_size,
+        weights=weights, precision=precision, batch_size=batch_size, quiet=quiet)
     known = {f.path for f in findings if f.issue == "unreadable"}
     row = {p: i for i, p in enumerate(index.paths)}
     for s in fs.skipped:  # a file the checks could read but extraction could not
@@ -148,9 +133,9 @@ def audit(data, out="audit", *, model: str = DEFAULT_MODEL, folds: int = 5, inpu
         "data": str(Path(data).resolve()),
         "images": len(index), "classes": {n: int(c) for n, c in zip(index.class_names, np.bincount(
             index.labels, minlength=len(index.class_names)))},
-        "model": model_name, "input": fs.manifest["settings"].get("input"), "precision": fs.manifest.get(
-            "settings", {}).get("precision", "n/a"), "folds": folds, "threshold": threshold,
-        "counts": result.counts(), "flagged_images": len(result.flagged()),
+        "model": fs.manifest["settings"].get("model", "imported"), "input": fs.manifest["settings"].get("input"),
+        "precision": fs.manifest.get("settings", {}).get("precision", "n/a"), "folds": folds,
+        "threshold": threshold, "counts": result.counts(), "flagged_images": len(result.flagged()),
         "out_of_fold_accuracy": per_fold, "out_of_fold_accuracy_mean": float(np.mean(per_fold)),
         "out_of_fold_accuracy_std": float(np.std(per_fold, ddof=1)),
         "features": str(Path(fs.folder).resolve()), "seconds": round(time.perf_counter() - started, 2)}
@@ -160,6 +145,29 @@ def audit(data, out="audit", *, model: str = DEFAULT_MODEL, folds: int = 5, inpu
     if write_csv is not None:
         write_clean_csv(result, index, write_csv, relabel=relabel)
     return result
+
+
+def _images_and_features(data, out, spec, *, folds: int, seed: int, min_size: int, runs_root, input_size,
+                         weights, precision: str, batch_size: int, quiet: bool):
+    """The labelled images, the output folder (made once the folds are known to work), the file checks'
+    findings and thumbnails, and the features: a feature folder's own vectors, or the backbone's (cached)."""
+    given_set = _feature_set(data)
+    if given_set is not None:  # a feature folder (extracted, or imported with labels): its own vectors
+        index, split, folder_of = given_set
+        fs = load_features(data)
+        stratified_folds(index.labels, folds, seed, index.class_names)
+        out = _output_folder(out)
+        readable = all(os.path.isfile(index.absolute(i)) for i in range(len(index)))
+        findings, thumbs = image_checks(index, split, min_size=min_size) if readable else ([], None)
+        return index, split, folder_of, fs, out, findings, thumbs
+    index, split, folder_of = labelled_images(data)
+    stratified_folds(index.labels, folds, seed, index.class_names)  # every class has >= k images, first
+    out = _output_folder(out)
+    findings, thumbs = image_checks(index, split, min_size=min_size)
+    fs = cached_features(Path(runs_root) / ".feature-cache", index, model=spec.name, layer=spec.default_layer,
+                         pooling=None, input_config=spec.input_config(input_size), weights=weights,
+                         precision=precision, batch_size=batch_size, quiet=quiet)
+    return index, split, folder_of, fs, out, findings, thumbs
 
 
 def _output_folder(out) -> Path:

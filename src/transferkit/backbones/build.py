@@ -106,7 +106,7 @@ def build_model(spec, *, include_top: bool = False, weights="imagenet", input_si
 
     Example:
     >>> base = build_model("vgg16", weights="none", input_size=150)  # doctest: +SKIP
-    >>> base.get_layer("block5_pool").output.shape
+    >>> base.get_layer("block5_pool").output.shape  # doctest: +SKIP
     (None, 4, 4, 512)
     """
     import keras
@@ -256,7 +256,7 @@ def build_feature_model(spec, layers=None, *, pooling: str = "none", input_size:
 
     Example:
     >>> fm = build_feature_model("vgg16", ["block5_pool"], input_size=150, weights="none")  # doctest: +SKIP
-    >>> fm.shapes
+    >>> fm.shapes  # doctest: +SKIP
     [(4, 4, 512)]
     """
     import keras

@@ -74,7 +74,7 @@ def efficientnet_lite(variant: str, include_top=True, weights="imagenet", input_
 
     Example:
     >>> model = efficientnet_lite("lite0", weights="imagenet")  # doctest: +SKIP
-    >>> model.count_params()
+    >>> model.count_params()  # doctest: +SKIP
     4652008
     """
     import keras

@@ -12,7 +12,8 @@ from ..data.folder import LABEL_MODES
 from ..errors import plural
 from ..extract.engines import ENGINES
 from ..extract.openvino import RUNTIMES
-from ..extract.runner import FORMATS, extract
+from ..extract.plan import FORMATS
+from ..extract.runner import extract
 from ..errors import require_extras
 from ._options import (add_batch_size, add_command, add_crop, add_input_size, add_model, add_precision, add_quiet,
                        add_weights, import_keras, integer, number)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ..errors import require_extras
+from ..serve.state import ENGINES
 from ._options import add_command, import_keras, integer, number
 
 EXAMPLES = """  transferkit serve runs/lite0-features                      # http://127.0.0.1:8000/ (docs at /docs)
@@ -53,7 +54,7 @@ def register(sub):
                    help=f"open connections and requests; more get 503 (default: {d['max_connections']})")
     p.add_argument("--docs", action="store_true",
                    help="serve the OpenAPI page at /docs (its Swagger UI loads from a CDN: needs network)")
-    p.add_argument("--engine", default="local", choices=["local", "ray"],
+    p.add_argument("--engine", default="local", choices=list(ENGINES),
                    help="local: the model in this process; ray: a Ray Serve deployment of --replicas replicas")
     p.add_argument("--replicas", type=integer(1), default=2, help="--engine ray: model replicas (default: 2)")
     p.add_argument("--address", default=None, help="--engine ray: cluster address (default: start a local Ray)")

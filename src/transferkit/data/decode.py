@@ -25,6 +25,14 @@ class DecodeError(Exception):
         self.reason = reason
 
 
+class TooManyPixels(DecodeError):
+    """The image is larger than the pixel limit (a decompression bomb, or just too big to decode here)."""
+
+
+class NotAnImage(DecodeError):
+    """The file is in no image format Pillow knows."""
+
+
 FILE_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
               (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
 
@@ -101,6 +109,20 @@ def _reduced(im, need: float):
     return im.reduce(factor)
 
 
+def _crop_resize(im, size: int, crop_fraction: float | None, filt):
+    """The centre square of side `crop_fraction` × the shorter side (None: the whole image), resized to
+    `size` × `size`."""
+    w, h = im.size
+    box = None
+    if crop_fraction:
+        side = max(1.0, min(w, h) * crop_fraction)
+        left, top = (w - side) / 2, (h - side) / 2
+        box = (left, top, left + side, top + side)
+    if (w, h) != (size, size) or box is not None:
+        im = im.resize((size, size), filt, box=box)
+    return im
+
+
 def load_image(path: str, size: int, *, crop_fraction: float | None = None, resample: str = "bilinear",
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read one image as a (size, size, 3) uint8 RGB array.
@@ -136,7 +158,8 @@ def load_image(path: str, size: int, *, crop_fraction: float | None = None, resa
                 im = opened
                 w, h = im.size
                 if w * h > max_pixels:
-                    raise DecodeError(path, f"decompression bomb: {w}x{h} pixels exceeds the limit of {max_pixels}")
+                    raise TooManyPixels(path, f"decompression bomb: {w}x{h} pixels exceeds the limit of "
+                                              f"{max_pixels}")
                 if w < 1 or h < 1:
                     raise DecodeError(path, f"empty image ({w}x{h})")
                 if im.format == "JPEG":
@@ -151,16 +174,7 @@ def load_image(path: str, size: int, *, crop_fraction: float | None = None, resa
                 im = ImageOps.exif_transpose(im)
                 im.load()
                 im = _to_rgb(im)
-                w, h = im.size
-                if crop_fraction:
-                    side = max(1.0, min(w, h) * crop_fraction)
-                    left, top = (w - side) / 2, (h - side) / 2
-                    box = (left, top, left + side, top + side)
-                else:
-                    box = None
-                if (w, h) != (size, size) or box is not None:
-                    im = im.resize((size, size), filt, box=box)
-                arr = np.asarray(im, dtype=np.uint8)
+                arr = np.asarray(_crop_resize(im, size, crop_fraction, filt), dtype=np.uint8)
     except DecodeError:
         raise
     except FileNotFoundError:
@@ -169,10 +183,10 @@ def load_image(path: str, size: int, *, crop_fraction: float | None = None, resa
         raise DecodeError(path, "permission denied") from None
     except IsADirectoryError:
         raise DecodeError(path, "is a directory") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        reason = "not an image (unrecognised format)" if isinstance(exc, UnidentifiedImageError) else (
-            f"decompression bomb: {exc}")
-        raise DecodeError(path, reason) from None
+    except UnidentifiedImageError:
+        raise NotAnImage(path, "not an image (unrecognised format)") from None
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(path, f"decompression bomb: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         text = str(exc) or type(exc).__name__
         if "truncated" in text:

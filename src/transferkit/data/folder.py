@@ -113,9 +113,9 @@ def index_images(source, *, labels: str = "inferred", class_names=None,
         An `ImageIndex`; paths are sorted by class, then by relative path.
 
     Example:
-    >>> idx = index_images("data/train")  # doctest: +SKIP
-    >>> idx.class_names, len(idx)
-    (['cats', 'dogs'], 2000)
+    >>> idx = index_images("images/")  # images/cat/*.png, images/dog/*.png
+    >>> idx.class_names, len(idx), idx.paths[0]
+    (['cat', 'dog'], 6, 'cat/cat0.png')
     """
     check_one_of("labels", labels, LABEL_MODES)
     if isinstance(source, ImageIndex):

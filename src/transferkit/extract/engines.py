@@ -11,6 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import interrupts
 from ..backbones.build import FeatureModel
 from ..data.folder import ImageIndex
 from .extractor import make_extractor
@@ -38,12 +39,14 @@ class EngineJob:
 def local_batches(job: EngineJob) -> Iterator[tuple]:
     """The local engine: threads decode ahead while the compiled model runs in this process."""
     fm = job.feature_model
-    extractor = make_extractor(fm, job.batch_size, job.openvino_model, job.precision)
+    with interrupts.deferred():  # a Ctrl-C while TensorFlow traces the model would be lost: take it afterwards
+        extractor = make_extractor(fm, job.batch_size, job.openvino_model, job.precision)
     reader = ImageReader(job.index, fm.input_config, batch_size=job.batch_size, workers=job.workers)
     empty = {n: np.zeros((0, *s), np.float32) for n, s in zip(fm.layers, fm.shapes)}
     for start, stop in job.ranges:
         for batch in reader.iter_range(start, stop):
             feats = extractor(batch.images) if len(batch.positions) else empty
+            interrupts.check()  # where a training run takes a Ctrl-C (a no-op outside `interrupts.deferred()`)
             yield batch.positions, feats, batch.errors
 
 

@@ -15,7 +15,7 @@ class Extractor:
 
     Example:
     >>> ex = Extractor(build_feature_model("vgg16", ["fc2"], weights="none"), batch_size=16)  # doctest: +SKIP
-    >>> ex(images)["fc2"].shape
+    >>> ex(images)["fc2"].shape  # doctest: +SKIP
     (16, 4096)
     """
 

@@ -30,7 +30,7 @@ def predict_imagenet(images, *, model: str = "efficientnet_lite0", top: int = 5,
 
     Example:
     >>> rows, _ = predict_imagenet("photos/", top=3)  # doctest: +SKIP
-    >>> rows[0]
+    >>> rows[0]  # doctest: +SKIP
     ('cat.png', [(282, 'tiger cat', 0.38), (285, 'Egyptian cat', 0.37), (281, 'tabby, tabby cat', 0.17)])
     """
     spec = get_backbone(model)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .._version import __version__
 from ..errors import TransferkitError
 from ..files import atomic_folder, write_json_atomic
 from .store import FeatureSet, load_features
-from .writer import MANIFEST, shard_name, write_shard
+from .writer import MANIFEST, manifest_header, shard_name, write_shard
 
 IMPORT_SHARD = 65_536  # rows per shard of an imported set
 
@@ -85,9 +83,7 @@ def save_features(out, matrix, paths, *, labels=None, class_names=None, layer: s
                 shards.append({"file": shard_name(k), "start": start, "stop": stop, "rows": stop - start,
                                "skipped": 0})
             write_json_atomic(tmp / MANIFEST, {
-                "format": "transferkit.features", "format_version": 1, "transferkit_version": __version__,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "settings": settings,
-                "root": str(root), "class_names": class_names, "ignored_files": {"count": 0, "examples": []},
+                **manifest_header(settings, root=root, class_names=class_names),
                 "layers": {layer: {"shape": [int(matrix.shape[1])], "pooling": "none", "dtype": "float32"}},
                 "shards": shards, "skipped": [], "complete": True,
                 "counts": {"images": len(paths), "rows": len(paths), "skipped": 0, "shards_done": n_shards,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import os
 import sys
@@ -11,23 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backend
-from .._version import __version__
-from ..backbones.build import build_feature_model, normalize_weights, weights_identity
-from ..backbones.registry import DEFAULT_MODEL, POOLINGS, get_backbone, with_crop, with_input
-from ..data.folder import index_images
+from ..backbones.build import build_feature_model, weights_identity
+from ..backbones.registry import DEFAULT_MODEL, get_backbone, with_input
 from ..data.input_config import InputConfig
-from ..errors import TransferkitError, check_one_of, check_positive_int, settings_diff, warn_skipped
+from ..errors import TransferkitError, settings_diff, warn_skipped
 from ..files import write_json_atomic
 from .engines import ENGINES, EngineJob
 from .extractor import make_extractor
-from .openvino import DEFAULT_CALIBRATION, RUNTIMES
+from .openvino import DEFAULT_CALIBRATION
+from .plan import ExtractPlan
 from .store import FeatureSet, input_config_of, load_features, read_manifest
 from .update import check_updatable, update_set
-from .writer import MANIFEST, SHARD_PATTERN, file_stats, read_shard_meta, shard_name, write_npy, write_shard
-
-FORMATS = ("parquet", "npy")
-
+from .writer import (MANIFEST, SHARD_PATTERN, file_stats, manifest_header, read_shard_meta, shard_name, write_npy,
+                     write_shard)
 
 def _prepare_out(out: Path, overwrite: bool) -> dict | None:
     """Create `out` (checking it is writable); return its manifest when one exists."""
@@ -114,57 +109,40 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
         The `FeatureSet` read back from `out`.
 
     Example:
-    >>> fs = extract("photos/", "out/", model="vgg16", layers="fc2")  # doctest: +SKIP
-    >>> fs.matrix.shape
-    (700, 4096)
+    >>> fs = extract("images/", "out/", model="vgg16", layers="fc2", weights="none", quiet=True)  # 6 images
+    >>> fs.matrix.shape, fs.paths[0], fs.class_names
+    ((6, 4096), 'cat/cat0.png', ['cat', 'dog'])
     """
-    if input_config is not None:
-        if input_size is not None or crop != "model":
-            raise TransferkitError("Pass either `input_config` or `input_size`/`crop`, not both.")
-        spec, input_size = with_input(get_backbone(model), input_config), input_config.size
-    else:
-        spec = with_crop(get_backbone(model), crop)
-    check_one_of("pooling", pooling, POOLINGS)
-    check_one_of("precision", precision, backend.PRECISIONS)
-    check_one_of("format", format, FORMATS)
-    check_one_of("engine", engine, ENGINES)
-    batch_size = check_positive_int("batch_size", batch_size)
-    shard_size = check_positive_int("shard_size", shard_size)
-    layer_list = [layers] if isinstance(layers, str) else list(layers or [spec.default_layer])
-    size = input_size or spec.input_size
-    config = spec.input_config(size)  # validates size, crop and resampling
-    normalize_weights(weights)
-    out = Path(os.path.expanduser(str(out)))
-    index = index_images(images, labels=labels)
-    used_precision = backend.resolve_precision(precision, spec.cpu_bfloat16)
-    runtime = _check_runtime(runtime, used_precision)
-    settings = {
-        "model": spec.name, "layers": layer_list, "pooling": pooling, "input": config.to_dict(),
-        "weights": weights_identity(weights), "precision": used_precision,
-        "backend": backend.name(), "labels": labels, "files": index.fingerprint(), "images": len(index),
-        "shard_size": shard_size, "seed": seed if normalize_weights(weights) is None else None,
-    }
-    if runtime == "openvino":  # only then, so outputs of earlier versions still resume
-        settings["runtime"] = "openvino"
-        if used_precision == "int8" and openvino_like is not None:
-            settings["calibration"] = {"like": (openvino_like.get("calibration") or {}).get("files_sha256")}
-        elif used_precision == "int8":
-            settings["calibration"] = {"images": min(check_positive_int("calibration", calibration), len(index)),
-                                       "seed": seed}
+    plan = ExtractPlan.build(images, out, model=model, layers=layers, pooling=pooling, input_size=input_size,
+                             weights=weights, batch_size=batch_size, precision=precision, labels=labels,
+                             shard_size=shard_size, format=format, workers=workers, seed=seed, engine=engine,
+                             address=address, gpus_per_worker=gpus_per_worker, runtime=runtime,
+                             calibration=calibration, crop=crop, input_config=input_config,
+                             openvino_like=openvino_like)
     if update:
         if overwrite:
             raise TransferkitError("Pass --update or --overwrite, not both: --update keeps the rows that did not "
                                    "change, --overwrite extracts everything again.")
-        if not (out / MANIFEST).is_file():
-            check_updatable(out, None, settings)
-        old = _prepare_out(out, False)
-        check_updatable(out, old, settings)
-        update_set(out, index, old, settings, quiet=quiet, extract_subset=lambda sub, folder: extract(
-            sub, folder, model=spec.name, layers=layer_list, pooling=pooling, input_config=config, weights=weights,
-            batch_size=batch_size, precision=used_precision, labels=labels, shard_size=shard_size, workers=workers,
-            seed=seed, quiet=quiet, engine=engine, address=address, gpus_per_worker=gpus_per_worker, runtime=runtime,
-            calibration=calibration, openvino_like=old.get("openvino") if runtime == "openvino" else None))
-        return _finish(out, format, load, index)
+        return update_plan(plan, quiet=quiet, load=load)
+    return run_plan(plan, overwrite=overwrite, quiet=quiet, load=load)
+
+
+def update_plan(plan: ExtractPlan, *, quiet: bool = True, load: bool = True) -> FeatureSet:
+    """Bring the feature set in `plan.out` to the current state of `plan.index` (`extract(..., update=True)`)."""
+    out, settings = plan.out, plan.settings
+    if not (out / MANIFEST).is_file():
+        check_updatable(out, None, settings)
+    old = _prepare_out(out, False)
+    check_updatable(out, old, settings)
+    like = old.get("openvino") if plan.runtime == "openvino" else None
+    update_set(out, plan.index, old, settings, quiet=quiet, extract_subset=lambda sub, folder: run_plan(
+        plan.of(sub, folder, format="parquet", openvino_like=like), overwrite=False, quiet=quiet, load=True))
+    return _finish(out, plan.format, load, plan.index)
+
+
+def run_plan(plan: ExtractPlan, *, overwrite: bool = False, quiet: bool = True, load: bool = True) -> FeatureSet:
+    """Extract what `plan.out` does not hold yet, shard by shard (resuming a killed run), and return the set."""
+    out, index, settings = plan.out, plan.index, plan.settings
     old = _prepare_out(out, overwrite)
     if old is not None and old["settings"] != settings:
         changes = "; ".join(settings_diff(old["settings"], settings))
@@ -172,7 +150,38 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
             f"{str(out)!r} holds an extraction with other settings ({changes}). Use the same settings to "
             "resume it, another -o/--output, or --overwrite to start again."
         )
-    n_shards = max(1, math.ceil(len(index) / shard_size))
+    n_shards = max(1, math.ceil(len(index) / plan.shard_size))
+    done = _finished_shards(out, old, n_shards, plan.shard_size)
+    manifest = {**(old or {}), **manifest_header(settings, root=index.root, class_names=index.class_names,
+                                                 ignored=index.ignored, created=(old or {}).get("created"))}
+    todo = [k for k in range(n_shards) if k not in done]
+    fm = ov_model = None
+    t_build = time.perf_counter()
+    if todo or "layers" not in manifest:
+        fm, ov_model = _build(plan, manifest, prepare_openvino=bool(todo), quiet=quiet)
+    build_s = time.perf_counter() - t_build
+    _update_manifest(out, manifest, done, n_shards)
+    if todo:
+        t_run = time.perf_counter()
+        n_before = sum(m["stop"] - m["start"] for m in done.values())
+        ranges = [(k * plan.shard_size, min((k + 1) * plan.shard_size, len(index))) for k in todo]
+        stream = ENGINES[plan.engine](EngineJob(
+            index, fm, ranges, batch_size=plan.batch_size, pooling=plan.pooling, weights=plan.weights, seed=plan.seed,
+            workers=plan.workers, address=plan.address, gpus_per_worker=plan.gpus_per_worker, openvino_model=ov_model,
+            precision=plan.precision))
+        _write_stream(stream, index, out, fm.layers, fm.shapes, todo, done, manifest, n_shards,
+                      shard_size=plan.shard_size, quiet=quiet, desc=f"{plan.spec.name} {'+'.join(fm.layers)}")
+        run_s = time.perf_counter() - t_run
+        images = len(index) - n_before
+        manifest["last_run"] = {"images": images, "build_seconds": round(build_s, 3), "seconds": round(run_s, 3),
+                                "images_per_second": round(images / run_s, 2) if run_s else None,
+                                "batch_size": plan.batch_size}
+        write_json_atomic(out / MANIFEST, manifest)
+    return _finish(out, plan.format, load, index)
+
+
+def _finished_shards(out: Path, old: dict | None, n_shards: int, shard_size: int) -> dict[int, dict]:
+    """The shards a killed or updated run already wrote (by their own metadata), by shard number."""
     done: dict[int, dict] = {}
     listed = {s.get("start"): s["file"] for s in (old or {}).get("shards", [])}  # names after an update
     for k in range(n_shards):
@@ -181,47 +190,24 @@ def extract(images, out, *, model: str = DEFAULT_MODEL, layers=None, pooling: st
             if meta is not None and meta.get("start") == k * shard_size:
                 done[k] = {**meta, "file": name}
                 break
-    manifest = old or {}
-    manifest.update({
-        "format": "transferkit.features", "format_version": 1, "transferkit_version": __version__,
-        "created": manifest.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "settings": settings, "root": str(index.root), "class_names": index.class_names,
-        "ignored_files": {"count": len(index.ignored), "examples": index.ignored[:20]},
-    })
-    todo = [k for k in range(n_shards) if k not in done]
-    ov_model = None
-    t_build = time.perf_counter()
-    if todo or "layers" not in manifest:
-        fm = build_feature_model(spec, layer_list, pooling=pooling, input_size=size, weights=weights,
-                                 precision="float32" if runtime == "openvino" else used_precision, seed=seed)
-        manifest["layers"] = {name: {"shape": list(shape), "pooling": pool, "dtype": "float32"}
-                              for name, shape, pool in zip(fm.layers, fm.shapes, fm.poolings)}
-        if runtime == "openvino" and todo:
-            from .openvino import prepare
+    return done
 
-            ov_model, manifest["openvino"] = prepare(fm, precision=used_precision, weights=weights, index=index,
-                                                     calibration=calibration, seed=seed, quiet=quiet,
-                                                     like=openvino_like)
-    build_s = time.perf_counter() - t_build
-    _update_manifest(out, manifest, done, n_shards)
-    if todo:
-        t_run = time.perf_counter()
-        n_before = sum(m["stop"] - m["start"] for m in done.values())
-        ranges = [(k * shard_size, min((k + 1) * shard_size, len(index))) for k in todo]
-        stream = ENGINES[engine](EngineJob(index, fm, ranges, batch_size=batch_size, pooling=pooling, weights=weights,
-                                           seed=seed, workers=workers, address=address,
-                                           gpus_per_worker=gpus_per_worker,
-                                           openvino_model=ov_model,
-                                           precision=used_precision))
-        _write_stream(stream, index, out, fm.layers, fm.shapes, todo, done, manifest, n_shards,
-                      shard_size=shard_size, quiet=quiet, desc=f"{spec.name} {'+'.join(fm.layers)}")
-        run_s = time.perf_counter() - t_run
-        images = len(index) - n_before
-        manifest["last_run"] = {"images": images, "build_seconds": round(build_s, 3), "seconds": round(run_s, 3),
-                                "images_per_second": round(images / run_s, 2) if run_s else None,
-                                "batch_size": batch_size}
-        write_json_atomic(out / MANIFEST, manifest)
-    return _finish(out, format, load, index)
+
+def _build(plan: ExtractPlan, manifest: dict, *, prepare_openvino: bool, quiet: bool):
+    """The feature model (its layers recorded in `manifest`) and, on OpenVINO, the prepared model."""
+    fm = build_feature_model(plan.spec, plan.layers, pooling=plan.pooling, input_size=plan.input.size,
+                             weights=plan.weights, precision="float32" if plan.runtime == "openvino" else plan.precision,
+                             seed=plan.seed)
+    manifest["layers"] = {name: {"shape": list(shape), "pooling": pool, "dtype": "float32"}
+                          for name, shape, pool in zip(fm.layers, fm.shapes, fm.poolings)}
+    ov_model = None
+    if plan.runtime == "openvino" and prepare_openvino:
+        from .openvino import prepare
+
+        ov_model, manifest["openvino"] = prepare(fm, precision=plan.precision, weights=plan.weights,
+                                                 index=plan.index, calibration=plan.calibration, seed=plan.seed,
+                                                 quiet=quiet, like=plan.openvino_like)
+    return fm, ov_model
 
 
 def _finish(out: Path, format: str, load: bool, index) -> FeatureSet:
@@ -297,20 +283,6 @@ def extractor_like(manifest: dict, *, layers=None, batch_size: int = 32):
 
         ov_model, _ = prepare(fm, precision=settings["precision"], weights=weights, like=manifest.get("openvino"))
     return make_extractor(fm, batch_size, ov_model, settings["precision"]), config
-
-
-def _check_runtime(runtime: str | None, precision: str) -> str:
-    """The runtime to use: int8 runs only on OpenVINO; otherwise Keras unless OpenVINO is asked for."""
-    if runtime is None:
-        return "openvino" if precision == "int8" else "keras"
-    check_one_of("runtime", runtime, RUNTIMES)
-    if precision == "int8" and runtime != "openvino":
-        raise TransferkitError("`precision='int8'` runs on OpenVINO. Received: runtime='keras'; drop --runtime or "
-                               "pass --runtime openvino.")
-    if precision == "float16" and runtime == "openvino":
-        raise TransferkitError("The OpenVINO runtime runs float32, bfloat16 or int8 on CPUs. Received: "
-                               "precision='float16'.")
-    return runtime
 
 
 def _update_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards: int) -> None:

@@ -27,9 +27,9 @@ class FeatureSet:
         manifest: the full manifest.
 
     Example:
-    >>> fs = load_features("out/")  # doctest: +SKIP
-    >>> fs.matrix.shape, fs.paths[0], fs.class_names
-    ((700, 4096), 'cats/cat.1.jpg', ['cats', 'dogs'])
+    >>> fs = load_features("features/")  # extracted from images/cat/*.png, images/dog/*.png
+    >>> fs.matrix.shape, fs.paths[0], fs.class_names, fs.labels.tolist()
+    ((6, 1280), 'cat/cat0.png', ['cat', 'dog'], [0, 0, 0, 1, 1, 1])
     """
 
     features: dict[str, np.ndarray]

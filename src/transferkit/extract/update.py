@@ -120,6 +120,30 @@ class _Shards:
         return self.cache[name]
 
 
+def _extract_new(index: ImageIndex, rows: list[int], staging: Path, layers: list[str], extract_subset):
+    """Extract the new and changed images into `staging` (resuming one staged for the same files); returns their
+    rows by path, (columns, row), and the reasons of those that could not be read."""
+    fresh: dict[str, tuple] = {}
+    skipped_now: dict[str, str] = {}
+    if not rows:
+        return fresh, skipped_now
+    sub = index.subset(rows)
+    try:
+        staged = json_or_none(staging / MANIFEST)
+        if staged is not None and staged.get("settings", {}).get("files") != sub.fingerprint():
+            shutil.rmtree(staging)  # staged for another state of the folder
+    except OSError:
+        pass
+    fs = extract_subset(sub, staging)
+    for s in fs.skipped:
+        skipped_now[s["path"]] = s["reason"]
+    for shard in fs.manifest["shards"]:
+        columns = read_columns(staging / shard["file"], layers)
+        for r, p in enumerate(columns["path"]):
+            fresh[p] = (columns, r)
+    return fresh, skipped_now
+
+
 def update_set(out: Path, index: ImageIndex, old: dict, settings: dict, *, extract_subset,
                quiet: bool = True) -> dict:
     """Bring the feature set in `out` to `index`; returns the update's counts (also appended to the manifest's
@@ -127,29 +151,14 @@ def update_set(out: Path, index: ImageIndex, old: dict, settings: dict, *, extra
     a kill before it leaves the old set, after it the new one; re-running resumes the staged extraction.
 
     Args:
-        extract_subset: `f(sub_index, folder)` extracting images with the set's settings (the runner's `extract`).
+        extract_subset: `f(sub_index, folder)` extracting images with the set's settings (the runner's
+            `run_plan` of the set's plan).
     """
     old_skipped = {s["path"] for s in old.get("skipped", [])}
     layers = list(old["layers"])
     work = plan(index, _old_rows(out, old), old_skipped)
     staging = out / STAGING
-    fresh: dict[str, tuple] = {}
-    skipped_now: dict[str, str] = {}
-    if work["extract"]:
-        sub = index.subset(work["extract"])
-        try:
-            staged = json_or_none(staging / MANIFEST)
-            if staged is not None and staged.get("settings", {}).get("files") != sub.fingerprint():
-                shutil.rmtree(staging)  # staged for another state of the folder
-        except OSError:
-            pass
-        fs = extract_subset(sub, staging)
-        for s in fs.skipped:
-            skipped_now[s["path"]] = s["reason"]
-        for shard in fs.manifest["shards"]:
-            columns = read_columns(staging / shard["file"], layers)
-            for r, p in enumerate(columns["path"]):
-                fresh[p] = (columns, r)
+    fresh, skipped_now = _extract_new(index, work["extract"], staging, layers, extract_subset)
     shapes = [tuple(old["layers"][n]["shape"]) for n in layers]
     size = settings["shard_size"]
     generation = len(old.get("updates", [])) + 1

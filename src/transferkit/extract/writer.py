@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -11,12 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .._version import __version__
 from ..data.decode import DecodeError, open_regular
 from ..files import atomic_open, atomic_path
 
 SHARD_PATTERN = re.compile(r"^part-(?:u\d+-)?(\d{5})\.parquet$")  # part-00000, or part-u2-00000 after update 2
 MANIFEST = "manifest.json"
 META_KEY = b"transferkit"
+
+
+def manifest_header(settings: dict, *, root, class_names: list[str], ignored=(), created: str | None = None) -> dict:
+    """The fields every feature set's manifest.json opens with (extracted or imported): its format, the software,
+    when it was first made (`created`, kept by a resumed run), its settings, root, classes and ignored files."""
+    return {"format": "transferkit.features", "format_version": 1, "transferkit_version": __version__,
+            "created": created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "settings": settings, "root": str(root), "class_names": list(class_names),
+            "ignored_files": {"count": len(ignored), "examples": list(ignored[:20])}}
 
 
 def shard_name(k: int) -> str:

@@ -90,9 +90,9 @@ def similar(features, query, *, k: int = 10, layer: str | None = None) -> tuple[
         (matches, skipped): `Match` rows, and the queries that could not be decoded.
 
     Example:
-    >>> matches, _ = similar("features/", "photos/cat.jpg", k=5)  # doctest: +SKIP
-    >>> matches[0].path, matches[0].similarity
-    ('cats/cat.12.jpg', 0.93)
+    >>> matches, skipped = similar("features/", "images/cat/cat0.png", k=3)
+    >>> len(matches), "cat/cat0.png" in [m.path for m in matches], skipped  # the query itself is left out
+    (3, False, [])
     """
     index = _as_index(features, layer)
     k = check_positive_int("k", k)
@@ -120,7 +120,7 @@ def duplicates(features, *, threshold: float = DEFAULT_THRESHOLD, layer: str | N
 
     Example:
     >>> groups = duplicates("features/", threshold=0.9)  # doctest: +SKIP
-    >>> print(groups.summary())
+    >>> print(groups.summary())  # doctest: +SKIP
     """
     threshold = check_threshold(threshold)
     index = _as_index(features, layer)

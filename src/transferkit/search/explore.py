@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import os
 import shutil
@@ -13,38 +10,15 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..data.decode import DecodeError, open_regular
+from ..data.thumbnails import thumbnail
 from ..errors import TransferkitError
 from ..files import atomic_folder, write_text_atomic
-from ..templates import render_template, script_json
+from ..templates import render_template
 from .api import rank_outliers
 from .near_duplicates import DEFAULT_THRESHOLD, NEIGHBOURHOOD, check_threshold, group_pairs, standing_out
 from .scan import scan
 from .index import SearchIndex, load_index
 from .project import project_2d
-
-THUMB = 96  # pixels on the longer side; ~2–4 kB each as JPEG
-
-
-def thumbnail(path: Path) -> str:
-    """A small JPEG of the image as a data URL ('' when it can no longer be read)."""
-    from PIL import Image, ImageOps
-
-    try:
-        with open_regular(path) as f, Image.open(f) as im:
-            im = ImageOps.exif_transpose(im)
-            im.thumbnail((THUMB, THUMB))
-            if im.mode not in ("RGB", "L"):
-                im = im.convert("RGBA")
-                back = Image.new("RGB", im.size, "white")
-                back.paste(im, mask=im.getchannel("A"))
-                im = back
-            buf = io.BytesIO()
-            im.convert("RGB").save(buf, "JPEG", quality=75)
-    except (OSError, ValueError, Image.DecompressionBombError, DecodeError):
-        return ""
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-
 
 INLINE_LIMIT = 2_000  # up to this many images everything is inside the page (thumbnails as data URLs)
 CHUNK = 1_000  # rows per data file beside the page of a larger set
@@ -119,8 +93,8 @@ def explore(features, out, *, k: int = 8, threshold: float = DEFAULT_THRESHOLD, 
             data.update(chunk=0, rows=rows_of(0, n))
             if files.is_dir():
                 shutil.rmtree(files)  # the data files of an earlier, larger page of this name
-        payload = script_json(data)  # safe inside <script>: a path or class name cannot end or change the block
-        page = render_template("explore.html", TITLE=html.escape(data["title"]), DATA=payload)
+        # `|tojson` in the template: a path or class name cannot end or change the <script> block
+        page = render_template("explore.html", title=data["title"], data=data)
         write_text_atomic(out, page)
     except OSError as exc:
         raise TransferkitError(f"Cannot write {out}: {exc.strerror or exc}.") from None

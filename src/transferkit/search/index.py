@@ -58,8 +58,10 @@ class SearchIndex:
     """Unit-length feature vectors of one layer, their image paths, and an optional approximate index.
 
     Example:
-    >>> index = load_index("features/")  # doctest: +SKIP
-    >>> sims, rows = index.search(index.vectors[:1], k=5)
+    >>> index = load_index("features/")
+    >>> sims, rows = index.search(index.vectors[:1], k=2)
+    >>> rows.shape, int(rows[0, 0]), index.paths[0]
+    ((1, 2), 0, 'cat/cat0.png')
     """
 
     vectors: np.ndarray  # (n, d) float32, unit rows

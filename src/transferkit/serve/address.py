@@ -18,7 +18,7 @@ def bind(host: str, port: int) -> socket.socket:
 
     Example:
     >>> sock = bind("127.0.0.1", 0)  # doctest: +SKIP
-    >>> sock.getsockname()[1] > 0
+    >>> sock.getsockname()[1] > 0  # doctest: +SKIP
     True
     """
     try:

@@ -1,23 +1,14 @@
-"""The HTTP API: `create_app(run, features=...)` → a FastAPI app with /predict, /embed, /similar, /health and an
-upload page; decoding in threads, the model behind a micro-batcher, bad uploads answered with 4xx JSON.
-
-(No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at runtime.)"""
+"""The HTTP API: `create_app(run, features=...)` assembles the FastAPI app — the state (`state.ServerState`), the
+routers (`routes`), the guard (`guard.Guard`) and one JSON shape for every error — and `serve` runs it."""
 
 
 import asyncio
-import io
 import os
 from dataclasses import dataclass
 
-import numpy as np
-
 from .._version import __version__
-from ..data.decode import DecodeError, load_image
 from ..errors import TransferkitError, install_hint
-from .batcher import MicroBatcher, QueueFull
-
-
-ENGINES = ("local", "ray")
+from .batcher import QueueFull
 
 
 DECODES = max(1, min(4, os.cpu_count() or 1))  # concurrent decodes: one per core (PIL releases the GIL)
@@ -49,14 +40,6 @@ class Limits:
     def max_body(self) -> int:
         """The largest request body: `max_files` uploads of `max_upload_bytes`, plus the multipart framing."""
         return self.max_files * self.max_upload_bytes + 64 * 1024
-
-
-class BadUpload(Exception):
-    """An upload the server will not run: `status` (4xx) and a message naming the file and the fix."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 WHERE = {"body": "form field", "query": "query parameter", "path": "path parameter", "header": "header"}
@@ -94,202 +77,70 @@ def create_app(run=None, *, features=None, limits: Limits = Limits(), engine: st
 
     Example:
     >>> app = create_app("runs/lite0-features", features="features/")  # doctest: +SKIP
-    >>> uvicorn.run(app, host="127.0.0.1", port=8000)
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
     try:
-        from fastapi import FastAPI, File, Request, UploadFile
-        from fastapi.exceptions import RequestValidationError
-        from starlette.exceptions import HTTPException as StarletteHTTPException
-        from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-        from starlette.concurrency import run_in_threadpool
+        from fastapi import FastAPI
     except ImportError:
         raise TransferkitError(f"transferkit serve needs FastAPI and uvicorn: {install_hint('serve')}.") from None
     from contextlib import asynccontextmanager
 
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ..templates import render_template, script_json, static_file
+    from ..templates import render_template, static_file
     from .guard import Guard
-    from .models import Classifier, Embedder
+    from .routes import about, classify, search
+    from .state import ServerState
 
-    if run is None and features is None:
-        raise TransferkitError("Pass a run folder to serve its classifier, --features DIR to serve a feature set, "
-                               "or both.")
-    classifier = Classifier(run, batch_size=limits.max_batch) if run is not None else None
-    embedder = Embedder(features, batch_size=limits.max_batch) if features is not None else None
-    if engine not in ENGINES:
-        raise TransferkitError(f"`engine` must be one of {list(ENGINES)}. Received: engine={engine!r}")
-    batchers = {name: MicroBatcher(fn, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms,
-                                   max_queue=limits.max_queue)
-                for name, fn in (("predict", classifier), ("embed", embedder)) if fn is not None}
-    if engine == "ray" and classifier is not None:
-        from .ray_engine import RayRunner
-
-        local = batchers["predict"]  # kept for Grad-CAM, which needs the model's gradients here
-        batchers["predict"] = RayRunner(run, replicas=replicas, max_batch=limits.max_batch,
-                                        max_wait_ms=limits.max_wait_ms, address=address)
-        batchers["predict"].worker = local.worker
+    state = ServerState(run, features, limits, engine=engine, replicas=replicas, address=address)
 
     @asynccontextmanager
     async def lifespan(app):
-        for b in batchers.values():
-            await b.start()
+        await state.start()
         yield
-        for b in batchers.values():  # drain what is in flight
-            await b.stop()
-        decoders.shutdown(wait=False, cancel_futures=True)
+        await state.stop()
 
     app = FastAPI(title="transferkit", version=__version__, lifespan=lifespan,
                   description="Class probabilities, feature vectors and similar images of uploaded images.",
                   docs_url="/docs" if docs else None, redoc_url=None, openapi_url="/openapi.json" if docs else None)
     app.add_middleware(Guard, max_body=limits.max_body, read_timeout=limits.read_timeout_s, hosts=hosts)
-    decoders = ThreadPoolExecutor(limits.max_decodes, thread_name_prefix="transferkit-decode")
-    gradcam_slots = asyncio.Semaphore(limits.max_gradcam)
-
-    @app.exception_handler(BadUpload)
-    async def bad_upload(request: Request, exc: BadUpload):
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError):
-        return JSONResponse({"error": validation_message(exc.errors())}, status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def framework_error(request: Request, exc: StarletteHTTPException):
-        # errors the framework makes (unknown path, wrong method, a body that is not multipart): the same shape
-        return JSONResponse({"error": str(exc.detail)[:300]}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(QueueFull)
-    async def queue_full(request: Request, exc: QueueFull):
-        return JSONResponse({"error": str(exc) or f"The server is busy ({limits.max_queue} images waiting); "
-                             "retry shortly."}, status_code=503, headers={"Retry-After": "1"})
-
-    @app.exception_handler(asyncio.TimeoutError)
-    async def too_slow(request: Request, exc: asyncio.TimeoutError):
-        return JSONResponse({"error": f"The server is busy: no answer within {limits.timeout_s:g} s (--timeout); "
-                             "retry shortly."}, status_code=503, headers={"Retry-After": "1"})
-
-    async def decode(upload, config) -> np.ndarray:
-        name = upload.filename or "upload"
-        data = await upload.read(limits.max_upload_bytes + 1)
-        if len(data) > limits.max_upload_bytes:
-            raise BadUpload(413, f"{name}: larger than {limits.max_upload_bytes // (1024 * 1024)} MiB; send a "
-                                 "smaller image.")
-        if not data:
-            raise BadUpload(400, f"{name}: the file is empty.")
-
-        def run_decode():
-            return load_image(io.BytesIO(data), config.size, crop_fraction=config.crop_fraction,
-                              resample=config.resample, max_pixels=limits.max_pixels)
-
-        try:  # at most `max_decodes` at once: each may hold a full-resolution image
-            return await asyncio.get_running_loop().run_in_executor(decoders, run_decode)
-        except DecodeError as exc:
-            status = 413 if "decompression bomb" in exc.reason else 415 if "not an image" in exc.reason else 400
-            raise BadUpload(status, f"{name}: {exc.reason}.") from None
-
-    async def run_model(kind: str, image: np.ndarray):
-        try:
-            return await asyncio.wait_for(batchers[kind].submit(image), limits.timeout_s)
-        except asyncio.TimeoutError:
-            raise QueueFull() from None
-
-    def need(kind: str):
-        if kind not in batchers:
-            what = "a run folder (transferkit serve RUN)" if kind == "predict" else "--features DIR"
-            raise BadUpload(404, f"This server has no {'classifier' if kind == 'predict' else 'feature set'}; "
-                                 f"start it with {what}.")
-
-    async def one_file(request: Request):
-        count = len((await request.form()).getlist("file"))
-        if count > 1:
-            raise BadUpload(400, f"{count} files in the `file` field; this endpoint takes one (/predict takes "
-                                 "several).")
-
-    def check_count(files):
-        if len(files) > limits.max_files:
-            raise BadUpload(413, f"{len(files)} files in one request; send at most {limits.max_files}.")
-
-    @app.post("/predict", summary="Class probabilities of one or more images (multipart field `file`)")
-    async def predict(file: list[UploadFile] = File(...)):
-        need("predict")
-        check_count(file)
-        images = [await decode(f, classifier.input) for f in file]
-        probs = await asyncio.gather(*(run_model("predict", im) for im in images))
-        out = []
-        for f, p in zip(file, probs):
-            order = np.argsort(-p, kind="stable")[:limits.top]
-            out.append({"file": f.filename, "probabilities": {c: float(v) for c, v in zip(classifier.class_names, p)},
-                        "top": [{"class": classifier.class_names[i], "probability": float(p[i])} for i in order]})
-        return {"model": classifier.name, "transferkit_version": __version__, "predictions": out}
-
-    @app.post("/gradcam", summary="Where the model looked: the Grad-CAM of the predicted (or given) class")
-    async def gradcam(request: Request, file: UploadFile = File(...), class_name: str | None = None):
-        need("predict")
-        await one_file(request)
-        if class_name is not None and class_name not in classifier.class_names:
-            raise BadUpload(422, f"class_name must be one of {classifier.class_names}. Received: {class_name!r}")
-        if gradcam_slots.locked():  # bounded: a burst of Grad-CAMs cannot queue up in front of /predict
-            raise QueueFull(f"The server is busy ({limits.max_gradcam} Grad-CAMs in progress); retry shortly.")
-        async with gradcam_slots:
-            image = await decode(file, classifier.input)
-            target = None if class_name is None else classifier.class_names.index(class_name)
-            loop = asyncio.get_running_loop()
-            # the model's own worker thread: Grad-CAM never runs beside a batch on the same model
-            chosen, overlay = await asyncio.wait_for(loop.run_in_executor(
-                batchers["predict"].worker, classifier.gradcam, image, target), limits.timeout_s)
-        return {"file": file.filename, "class": classifier.class_names[chosen], "overlay": overlay}
-
-    @app.post("/embed", summary="The feature vector of an image, as the feature set's were extracted")
-    async def embed(request: Request, file: UploadFile = File(...)):
-        need("embed")
-        await one_file(request)
-        vector = await run_model("embed", await decode(file, embedder.input))
-        return {"file": file.filename, "layer": embedder.index.layer, "dim": int(vector.size),
-                "vector": vector.tolist(), "transferkit_version": __version__}
-
-    @app.post("/similar", summary="The k images of the feature set most like an uploaded image")
-    async def similar(request: Request, file: UploadFile = File(...), k: int = 8):
-        need("embed")
-        await one_file(request)
-        if not 1 <= k <= 100:
-            raise BadUpload(422, f"k must be from 1 to 100. Received: k={k}")
-        vector = await run_model("embed", await decode(file, embedder.input))
-        found = await run_in_threadpool(embedder.similar, vector, k)
-        for item in found:
-            item["image"] = f"/image/{item.pop('row')}"
-        return {"file": file.filename, "neighbours": found, "transferkit_version": __version__}
-
-    @app.get("/image/{row}", summary="An image of the feature set (files under the set's root only)")
-    async def image(row: int):
-        need("embed")
-        try:
-            return FileResponse(embedder.image_file(row))
-        except TransferkitError as exc:
-            raise BadUpload(404, str(exc)) from None
-
-    @app.get("/health", summary="Whether the server runs, and what it serves")
-    async def health():
-        return {"status": "ok", "transferkit_version": __version__,
-                "classifier": classifier.describe() if classifier else None,
-                "features": len(embedder.index) if embedder else None,
-                "batches": {k: b.batches for k, b in batchers.items()}}
-
-    page_info = script_json({"classes": classifier.class_names if classifier else [],
-                             "predict": classifier is not None, "similar": embedder is not None})
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page():
-        return render_template("serve.html", INFO=page_info)
-
-    script = static_file("serve.js")
-
-    @app.get("/page.js", include_in_schema=False)
-    async def page_script():
-        return Response(script, media_type="text/javascript")
-
+    app.state.transferkit = state
+    app.state.page = render_template("serve.html", info={
+        "classes": state.classifier.class_names if state.classifier else [], "predict": state.classifier is not None,
+        "similar": state.embedder is not None})
+    app.state.script = static_file("serve.js")
+    _answer_errors_as_json(app, limits)
+    for router in (classify, search, about):
+        app.include_router(router)
     return app
+
+
+def _answer_errors_as_json(app, limits: Limits) -> None:
+    """Every error answer has one shape, `{"error": "one line"}`, its status chosen by the error's type: a
+    `RequestError` (4xx, by subclass), FastAPI's validation (422), the framework's own (unknown path, wrong
+    method: its status), busy (503 with Retry-After)."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
+    from .state import RequestError
+
+    def busy(message: str):
+        return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "1"})
+
+    answers = {
+        RequestError: lambda exc: JSONResponse({"error": str(exc)}, status_code=exc.status),
+        RequestValidationError: lambda exc: JSONResponse({"error": validation_message(exc.errors())}, 422),
+        HTTPException: lambda exc: JSONResponse({"error": str(exc.detail)[:300]}, status_code=exc.status_code,
+                                                headers=getattr(exc, "headers", None)),
+        QueueFull: lambda exc: busy(str(exc) or f"The server is busy ({limits.max_queue} images waiting); retry "
+                                    "shortly."),
+        asyncio.TimeoutError: lambda exc: busy(f"The server is busy: no answer within {limits.timeout_s:g} s "
+                                               "(--timeout); retry shortly."),
+    }
+    for kind, answer in answers.items():
+        async def handler(request, exc, answer=answer):
+            return answer(exc)
+
+        app.add_exception_handler(kind, handler)
 
 
 def serve(run=None, *, features=None, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),

@@ -18,7 +18,7 @@ class MicroBatcher:
 
     Example:
     >>> batcher = MicroBatcher(lambda xs: [x * 2 for x in xs], max_batch=8)  # doctest: +SKIP
-    >>> await batcher.submit(3)
+    >>> await batcher.submit(3)  # doctest: +SKIP
     6
     """
 

@@ -19,7 +19,6 @@ class RayRunner:
         self.address = address
         self.handle = None
         self.batches = 0
-        self.worker = None  # Grad-CAM runs in this process's own model (see app.py)
         self._started_ray = False
 
     async def start(self) -> None:

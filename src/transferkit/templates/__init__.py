@@ -1,27 +1,10 @@
-"""HTML templates shipped as package data, filled by name: `__NAME__` placeholders replaced by `render_template`."""
+"""HTML templates shipped as package data, rendered by Jinja2 with autoescape: every value is escaped unless a
+template says otherwise, so a file or class name cannot change a page."""
 
 from __future__ import annotations
 
-import re
+import functools
 from importlib import resources
-
-
-def script_json(value) -> str:
-    r"""`value` as JSON that is safe inside an HTML `<script>` block: `<`, `>`, `&` and the line separators are
-    escaped, so a string such as `</script>` or `<!--<script>` (class names come from folder names) cannot end
-    or change the block (what Jinja2's `tojson` filter does).
-
-    Example:
-    >>> script_json({"classes": ["<!--<script>"]})
-    '{"classes":["\\u003c!--\\u003cscript\\u003e"]}'
-    """
-    import json
-
-    text = json.dumps(value, separators=(",", ":"))
-    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                          ("\u2029", "\\u2029")):
-        text = text.replace(char, escaped)
-    return text
 
 
 def static_file(name: str) -> str:
@@ -29,19 +12,36 @@ def static_file(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
-def render_template(name: str, **values: str) -> str:
-    """The template file `name` with every `__KEY__` replaced by `values["KEY"]` (already escaped by the caller).
+@functools.cache
+def _environment():
+    import json
+
+    import jinja2
+
+    def load(name: str):
+        path = resources.files(__package__).joinpath(name)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(load), autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.policies["json.dumps_kwargs"] = {"separators": (",", ":"), "sort_keys": False}
+    env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)  # shown as text: escaped like any value
+    env.filters["percent"] = lambda v, digits=1: f"{float(v):.{digits}%}"
+    env.filters["fixed"] = lambda v, digits=3: f"{float(v):.{digits}f}"
+    return env
+
+
+def render_template(name: str, **values) -> str:
+    """The template file `name` rendered with `values`; every value is HTML-escaped where it is put (autoescape),
+    and `|tojson` makes a value safe inside `<script>`.
 
     Raises:
-        KeyError: a placeholder of the template has no value (a programming error, caught by the tests).
+        jinja2.UndefinedError: the template uses a value that was not given (a programming error, caught by the
+            tests).
 
     Example:
-    >>> "<title>" in render_template("explore.html", TITLE="t", DATA="{}")
+    >>> page = render_template("explore.html", title="<b>cats</b>", data={})
+    >>> "<title>&lt;b&gt;cats&lt;/b&gt;</title>" in page
     True
     """
-    text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-    missing = sorted(set(re.findall(r"__([A-Z][A-Z0-9_]*)__", text)) - set(values))
-    if missing:
-        raise KeyError(f"template {name} needs values for {missing}")
-    # one pass, so a value that contains a placeholder-like text is never replaced again
-    return re.sub(r"__([A-Z][A-Z0-9_]*)__", lambda m: values[m.group(1)], text)
+    return _environment().get_template(name).render(**values)

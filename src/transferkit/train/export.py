@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import shutil
@@ -19,6 +18,7 @@ import numpy as np
 from ..errors import TransferkitError, check_one_of, install_hint
 from ..backend import quiet_native_stderr
 from ..files import write_json_atomic, write_text_atomic
+from .run_folder import RunFolder
 from .use import load_run
 
 TOLERANCE = 1e-4  # largest absolute difference in any class probability from model.keras
@@ -101,12 +101,10 @@ def _deployable(model):
 def _sample_images(run: Path, info: dict, n: int) -> tuple[np.ndarray, str]:
     """Up to `n` of the run's validation images at its input size, or seeded random pixels if they are gone."""
     from ..data.decode import DecodeError
-    from .data import run_validation_index
-
     config = info["input"]
     try:
-        validation = run_validation_index(json.loads((run / "config.json").read_text()))
-    except (OSError, ValueError):
+        validation = RunFolder(run).validation_index()
+    except TransferkitError:
         validation = None
     images = []
     for i in range(len(validation) if validation is not None else 0):
@@ -121,6 +119,25 @@ def _sample_images(run: Path, info: dict, n: int) -> tuple[np.ndarray, str]:
     rng = np.random.default_rng(0)
     return (rng.uniform(0, 255, (n, config.size, config.size, 3)).astype("float32"),
             f"{n} random images (validation data gone)")
+
+
+def _export_and_check(deployable, target: Path, x: np.ndarray, format: str, spec, path: Path) -> tuple[float, float]:
+    """Export `deployable` to `target` and run it on `x` in the format's runtime: (seconds the export took, the
+    largest difference from the Keras model's probabilities)."""
+    expected = np.asarray(deployable(x))  # also builds the wrapper, which Keras' exporters need
+    started = time.perf_counter()
+    try:
+        with _converter_output_hidden() as log:
+            deployable.export(str(target), format=spec.keras_format, verbose=False)
+    except Exception as exc:  # converters raise anything; the user gets their own error, whole
+        raise TransferkitError(f"Keras could not export this model to {format}: {_whole(exc)}"
+                               + _log_hint(log, path)) from None
+    seconds = time.perf_counter() - started
+    try:
+        got = np.asarray(spec.runner(target)(x))
+    except Exception as exc:
+        raise TransferkitError(f"The {format} runtime could not run the exported model: {_whole(exc)}") from None
+    return seconds, float(np.abs(got.reshape(expected.shape) - expected).max())
 
 
 def export(run, *, format: str, path, check_images: int = 8) -> dict:
@@ -175,20 +192,7 @@ def export(run, *, format: str, path, check_images: int = 8) -> dict:
     try:
         target = tmp / (path.name if spec.suffix else "model")
         x, source = _sample_images(run, info, check_images)
-        expected = np.asarray(deployable(x))  # also builds the wrapper, which Keras' exporters need
-        started = time.perf_counter()
-        try:
-            with _converter_output_hidden() as log:
-                deployable.export(str(target), format=spec.keras_format, verbose=False)
-        except Exception as exc:  # converters raise anything; the user gets their own error, whole
-            raise TransferkitError(f"Keras could not export this model to {format}: {_whole(exc)}"
-                                   + _log_hint(log, path)) from None
-        seconds = time.perf_counter() - started
-        try:
-            got = np.asarray(spec.runner(target)(x))
-        except Exception as exc:
-            raise TransferkitError(f"The {format} runtime could not run the exported model: {_whole(exc)}") from None
-        diff = float(np.abs(got.reshape(expected.shape) - expected).max())
+        seconds, diff = _export_and_check(deployable, target, x, format, spec, path)
         if not diff <= TOLERANCE:
             raise TransferkitError(f"The {format} export differs from model.keras by {diff:.3g} (more than "
                                    f"{TOLERANCE:g}) on {source}; it was not written.")

@@ -23,7 +23,7 @@ def build_head(input_shape, n_classes: int, *, hidden: int = 256, dropout: float
 
     Example:
     >>> head = build_head((4, 4, 512), 2)  # doctest: +SKIP
-    >>> head.output.shape
+    >>> head.output.shape  # doctest: +SKIP
     (None, 1)
     """
     import keras
@@ -124,7 +124,7 @@ def fit_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val:
 
     Example:
     >>> model, hist = fit_head(train.matrix, train.labels, val.matrix, val.labels, epochs=30)  # doctest: +SKIP
-    >>> hist["val_accuracy"][-1]
+    >>> hist["val_accuracy"][-1]  # doctest: +SKIP
     0.9
     """
     import keras

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from ..backbones.registry import get_backbone, with_crop
+from .. import interrupts
 from ..errors import TransferkitError, check_positive_int
 from .config import TrainConfig
-from .data import array_dataset, drop_unreadable, find_splits, make_dataset
+from ..data.splits import find_splits
+from .data import array_dataset, drop_unreadable, make_dataset
 from .heads import compile_classifier
 from .model import build_classifier, unfreeze_top
 from .strategies import Job, head_trainer, split_features, start_from_run
@@ -72,6 +74,28 @@ def valley(learning_rates, smoothed) -> float:
     return float(learning_rates[pick])
 
 
+def _sweep(model, batches, rates) -> tuple[list[float], bool]:
+    """One training step per rate, over the batches (epoch after epoch); the losses, and whether the loss
+    diverged (not finite, or `DIVERGED` × its smoothed best) before the last rate."""
+    losses: list[float] = []
+    best = math.inf
+    with interrupts.deferred():  # Ctrl-C between steps, never inside AutoGraph's conversion of the step
+        for step, rate in enumerate(rates):
+            epoch, i = divmod(step, len(batches))
+            if i == 0 and epoch:
+                batches.on_epoch_end()
+            x, y = batches[i]
+            model.optimizer.learning_rate.assign(float(rate))
+            loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
+            interrupts.check()
+            losses.append(loss)
+            smoothed = smooth(losses)[-1]
+            best = min(best, smoothed)
+            if not math.isfinite(loss) or (step > 10 and smoothed > DIVERGED * best):
+                return losses, True
+    return losses, False
+
+
 def lr_find(data, config=None, *, init_from=None, start: float = 1e-7, end: float = 10.0, steps: int = 200,
             out=None, runs_root="runs", quiet: bool = True, **options) -> LRFinderResult:
     """fastai's learning-rate finder: train on `steps` batches while the rate grows exponentially from `start`
@@ -94,7 +118,7 @@ def lr_find(data, config=None, *, init_from=None, start: float = 1e-7, end: floa
 
     Example:
     >>> result = lr_find("data/", model="efficientnet_lite0", out="lr.png")  # doctest: +SKIP
-    >>> result.suggestion
+    >>> result.suggestion  # doctest: +SKIP
     0.0021
     """
     import keras
@@ -131,21 +155,7 @@ def lr_find(data, config=None, *, init_from=None, start: float = 1e-7, end: floa
     compile_classifier(model, n_classes, learning_rate=start, optimizer=cfg.optimizer,
                        label_smoothing=cfg.label_smoothing, onehot=job.onehot)
     rates = sweep_rates(start, end, steps)
-    losses: list[float] = []
-    best, stopped = math.inf, False
-    for step, rate in enumerate(rates):
-        epoch, i = divmod(step, len(batches))
-        if i == 0 and epoch:
-            batches.on_epoch_end()
-        x, y = batches[i]
-        model.optimizer.learning_rate.assign(float(rate))
-        loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
-        losses.append(loss)
-        smoothed = smooth(losses)[-1]
-        best = min(best, smoothed)
-        if not math.isfinite(loss) or (step > 10 and smoothed > DIVERGED * best):
-            stopped = True
-            break
+    losses, stopped = _sweep(model, batches, rates)
     shown = smooth(losses)
     if not math.isfinite(shown[-1]):
         shown, losses = shown[:-1], losses[:-1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from ..backbones.build import weights_identity
 from ..backbones.registry import get_backbone, with_crop
 from ..files import write_json_atomic
 from .config import TrainConfig
-from .data import find_splits
+from ..data.splits import find_splits
 from .report import write_report
 from .run_folder import RunFolder
 from .strategies import TrainResult, train_run
@@ -55,7 +54,7 @@ def train(data, config: TrainConfig | None = None, *, run_dir=None, runs_root="r
 
     Example:
     >>> result = train("flowers/", strategy="features", folds=5)  # doctest: +SKIP
-    >>> result.metrics["accuracy_mean"], result.metrics["accuracy_std"]
+    >>> result.metrics["accuracy_mean"], result.metrics["accuracy_std"]  # doctest: +SKIP
     (0.912, 0.011)
     """
     cfg = TrainConfig.from_options(data, options, base=config).resolved()
@@ -87,11 +86,10 @@ def train(data, config: TrainConfig | None = None, *, run_dir=None, runs_root="r
         skipped += [{**s, "run": label} for s in result.config.get("skipped", [])]
     metrics = {kind: entries, **summary(entries), "n": int(sum(e["n"] for e in entries))}
     if skipped:  # unreadable images, as each run found them
-        config = json.loads(run.config_file.read_text())
-        write_json_atomic(run.config_file, {**config, "skipped": skipped})
+        write_json_atomic(run.config_file, {**run.config(), "skipped": skipped})
     write_json_atomic(run.path / "metrics.json", metrics)
     write_report(run.path)
-    return RepeatedResult(run.path, results, metrics, json.loads(run.config_file.read_text()))
+    return RepeatedResult(run.path, results, metrics, run.config())
 
 
 def _members(cfg: TrainConfig) -> list[tuple[str, TrainConfig]]:

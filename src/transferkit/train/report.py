@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import numpy as np
 from ..errors import TransferkitError
 from ..files import write_text_atomic
 from ..templates import render_template
+from .run_folder import RunFolder, read_history_csv
 
 TOP_LOSSES = 6
 CONFIG_ROWS = ("model", "strategy", "input", "crop", "weights", "pooling", "layer", "epochs", "finetune_epochs",
@@ -26,11 +25,9 @@ def _png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode() if Path(path).is_file() else ""
 
 
-def _img_tag(src: str, alt: str, width: int | None = None) -> str:
-    if not src:
-        return f"<p class='missing'>({html.escape(alt)} not available)</p>"
-    w = f" width='{width}'" if width else ""
-    return f"<img src='{src}' alt='{html.escape(alt)}'{w}>"
+def _settings_rows(config: dict) -> list[tuple[str, object]]:
+    """The settings a report shows, in `CONFIG_ROWS` order."""
+    return [(k, config[k]) for k in CONFIG_ROWS if k in config]
 
 
 def _gradcam_overlay(model, image: np.ndarray, class_index: int) -> str:
@@ -43,17 +40,15 @@ def _gradcam_overlay(model, image: np.ndarray, class_index: int) -> str:
 def _top_losses(run: Path, config: dict, model) -> list[dict]:
     """The validation images with the highest loss, from predictions.csv, each with a Grad-CAM overlay."""
     from ..data.decode import DecodeError
-    from .data import run_validation_index
-    from .use import run_input_config
-
     preds = run / "predictions.csv"
     if not preds.is_file():
         return []
-    input_config = run_input_config(config, run / "config.json")
+    folder = RunFolder(run)
+    input_config = folder.input_config()
     with open(preds, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r.get("loss")]
     rows.sort(key=lambda r: -float(r["loss"]))
-    validation = run_validation_index(config)
+    validation = folder.validation_index()
     if validation is None:
         return []
     root = validation.root
@@ -92,46 +87,22 @@ def write_report(run) -> Path:
     """
     import keras
 
-    run = Path(run)
-    try:
-        config = json.loads((run / "config.json").read_text())
-        metrics = json.loads((run / "metrics.json").read_text())
-    except (OSError, ValueError):
-        raise TransferkitError(f"{str(run)!r} is not a finished run folder (config.json and metrics.json are "
-                               "needed; train it to the end, or pass another folder).") from None
+    folder = RunFolder.open(run)
+    run, config, metrics = folder.path, folder.config(), folder.metrics()
     if repeated_runs(metrics):
         return write_repeated_report(run, config, metrics)
     curves = run / "curves.png"
     if not curves.is_file() and (run / "history.csv").is_file():
         from ..viz.plots import plot_history
-        from .run_folder import read_history_csv
 
         plot_history(read_history_csv(run / "history.csv"), curves, title=run.name)
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     losses = _top_losses(run, config, model)
     embedding = _embedding(run, metrics) if config.get("strategy") == "features" else ""
-    esc = html.escape
-    settings = "".join(f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(config.get(k)))}</td></tr>" for k in CONFIG_ROWS
-                       if k in config)
-    stages = "".join(
-        f"<tr><td>{esc(str(st.get('stage')))}</td><td>{st.get('epochs')}</td><td>{st.get('best_epoch') or ''}</td>"
-        f"<td>{st.get('seconds', 0):.0f} s</td></tr>" for st in metrics.get("stages", []))
-    per_class = "".join(
-        f"<tr><th>{esc(name)}</th><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td><td>{m['f1']:.3f}</td>"
-        f"<td>{m['support']}</td></tr>" for name, m in metrics.get("per_class", {}).items())
-    mistakes = "".join(
-        f"<figure>{_img_tag(item['picture'], item['path'])}<figcaption>{esc(item['path'])}<br>true "
-        f"<b>{esc(item['true'])}</b>, predicted <b>{esc(item['predicted'])}</b> ({item['probability']:.0%}), "
-        f"loss {item['loss']:.3f}</figcaption></figure>" for item in losses) or "<p>No validation images to show.</p>"
-    more = "".join([f", top-{k} {v:.1%}" for k, v in (metrics.get("top_k_accuracy") or {}).items()]
-                   + ([f", ROC-AUC {metrics['roc_auc']:.3f}"] if metrics.get("roc_auc") is not None else []))
     page = render_template(
-        "report.html", TITLE=esc(f"{config.get('model')} {config.get('strategy')} — {run.name}"),
-        ACCURACY=f"{metrics.get('accuracy', 0.0):.1%}", LOSS=f"{metrics.get('loss', 0.0):.4f}",
-        N=str(metrics.get("n", 0)), MORE=esc(more), CLASSES=esc(", ".join(config.get("class_names", []))),
-        SETTINGS=settings, STAGES=stages, CURVES=_img_tag(_png(curves), "training curves", 900), PER_CLASS=per_class,
-        CONFUSION=_img_tag(_png(run / "confusion.png"), "confusion matrix", 520), MISTAKES=mistakes,
-        EMBEDDING=(f"<h2>Validation features (PCA)</h2>{_img_tag(embedding, 'embedding', 620)}" if embedding else ""))
+        "report.html", title=f"{config.get('model')} {config.get('strategy')} — {run.name}", metrics=metrics,
+        class_names=config.get("class_names", []), settings_rows=_settings_rows(config), mistakes=losses,
+        curves=_png(curves), confusion=_png(run / "confusion.png"), embedding=embedding)
     out = run / "report.html"
     write_text_atomic(out, page)
     return out
@@ -145,31 +116,17 @@ def repeated_runs(metrics: dict) -> list[dict]:
 def write_repeated_report(run: Path, config: dict, metrics: dict) -> Path:
     """`RUN/report.html` of a k-fold or repeated-seed run: one row per run (linking to its own report), the
     mean ± standard deviation, and every run's curves."""
-    esc = html.escape
-    rows, curves = [], []
     entries = repeated_runs(metrics)
-    for entry in entries:
-        name = esc(entry["run"])
-        epochs = ", ".join(str(st.get("best_epoch") or "-") for st in entry.get("stages", []))
-        rows.append(f"<tr><td><a href=\"{name}/report.html\">{name}</a></td><td class=num>{entry['accuracy']:.1%}"
-                    f"</td><td class=num>{entry['loss']:.4f}</td><td class=num>{entry['n']}</td><td>{epochs}</td></tr>")
-        png = run / entry["run"] / "curves.png"
-        if png.is_file():
-            curves.append(f"<figure>{_img_tag(_png(png), entry['run'] + ' curves', 460)}<figcaption>{name}"
-                          f"</figcaption></figure>")
+    curves = [(e["run"], _png(run / e["run"] / "curves.png")) for e in entries
+              if (run / e["run"] / "curves.png").is_file()]
     kind = "folds" if config.get("folds") else "seeds"
     what = (f"Each of the {len(entries)} runs trains on the other folds of every labelled image and is "
             "validated on its own fold (stratified by class)." if kind == "folds" else
             f"The same split trained {len(entries)} times with seeds {entries[0]['seed']} … "
             f"{entries[-1]['seed']} (initialisation, dropout, augmentation and data order).")
-    settings = "".join(f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(config.get(k)))}</td></tr>" for k in CONFIG_ROWS
-                       if k in config)
-    page = render_template(
-        "repeated.html", TITLE=esc(f"{config.get('model')} {config.get('strategy')} — {run.name}"),
-        ACCURACY=f"{metrics['accuracy_mean']:.1%} ± {metrics['accuracy_std']:.1%}",
-        LOSS=f"{metrics['loss_mean']:.4f} ± {metrics['loss_std']:.4f}",
-        COUNT=esc(f"{len(entries)} {kind}"), WHAT=esc(what), ROWS="".join(rows),
-        CURVES="".join(curves) or "<p>No curves.</p>", SETTINGS=settings)
+    page = render_template("repeated.html", title=f"{config.get('model')} {config.get('strategy')} — {run.name}",
+                           metrics=metrics, entries=entries, kind=kind, what=what, curves=curves,
+                           settings_rows=_settings_rows(config))
     out = run / "report.html"
     write_text_atomic(out, page)
     return out

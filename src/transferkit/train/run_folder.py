@@ -11,6 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
+from .. import interrupts
+from ..data.input_config import InputConfig
 from ..errors import Interrupted, TransferkitError, settings_diff
 from ..files import atomic_open, atomic_path, write_json_atomic
 from .config import TrainConfig
@@ -35,6 +37,22 @@ def _seed_states(model) -> list:
     """The random-number states of the model's layers (dropout, augmentation): Keras does not save them with the
     weights, so a resumed epoch would draw other random numbers than the uninterrupted one."""
     return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
+def run_input_config(config: dict, source="config.json") -> InputConfig:
+    """The `InputConfig` a run was trained with, from its config.json (runs before 0.2 kept its parts as
+    separate keys; those are read too)."""
+    if "input" in config:
+        return InputConfig.from_dict(config["input"], source=str(source))
+    try:
+        if "resample" not in config:  # what runs before 0.2 recorded beside input_size
+            raise KeyError("input")
+        return InputConfig(config["input_size"], config.get("crop_fraction"), config.get("resample", "bilinear"),
+                           config.get("preprocessing", "none"))
+    except (KeyError, TransferkitError):
+        raise TransferkitError(f"{source} is damaged: it records no input configuration ('input'). Train the "
+                               "run again.") from None
+
 
 
 @functools.cache
@@ -107,6 +125,22 @@ def _checkpoint_class():
     return EpochCheckpoint
 
 
+@functools.cache
+def _safe_interrupt_class():
+    import keras
+
+    class SafeInterrupt(keras.callbacks.Callback):
+        """Raises a Ctrl-C that arrived inside `interrupts.deferred()` at the next batch or epoch end, after the
+        epoch checkpoint before it in the callback list has committed."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            interrupts.check()
+
+        on_test_batch_end = on_epoch_end = on_train_batch_end
+
+    return SafeInterrupt
+
+
 def epoch_checkpoint(folder, number: int = 1, *, patience: int | None = None, first_epoch: int = 1, on_commit=None):
     """A Keras callback that commits a stage's progress after every epoch (see `EpochCheckpoint`) into
     `folder/.stage{number}.json` and files beside it; `on_commit` runs after each commit and at the start.
@@ -153,9 +187,11 @@ class RunFolder:
     @contextlib.contextmanager
     def resumable(self):
         """Turn Ctrl-C inside (also a member run's `Interrupted`) into `Interrupted` carrying the options that
-        resume this run."""
+        resume this run. Inside, Ctrl-C stops at the next safe point (`interrupts.check()`: a batch end, an
+        extracted batch, a stage's start), where TensorFlow cannot lose it."""
         try:
-            yield self
+            with interrupts.deferred():
+                yield self
         except KeyboardInterrupt:
             raise Interrupted(["--name", self.path.name, "--runs", str(self.path.parent), "--resume"]) from None
 
@@ -205,9 +241,11 @@ class RunFolder:
         return record
 
     def callbacks(self, number: int, *, patience: int | None) -> list:
-        """Keras callbacks of stage `number`: its epoch checkpoint, which also keeps history.csv up to date."""
+        """Keras callbacks of stage `number`: its epoch checkpoint, which also keeps history.csv up to date, and
+        the check that stops at a batch end on Ctrl-C (inside `resumable()`)."""
         return [epoch_checkpoint(self.path, number, patience=patience,
-                                 first_epoch=self._read_state(number)["first_epoch"], on_commit=self.write_history)]
+                                 first_epoch=self._read_state(number)["first_epoch"], on_commit=self.write_history),
+                _safe_interrupt_class()()]
 
     def epochs_done(self, number: int) -> int:
         """Epochs stage `number` has committed (where a resumed stage continues)."""
@@ -240,6 +278,68 @@ class RunFolder:
                        *self.path.glob(".*.tmp-*")]:  # the last: temporary files of writes a kill interrupted
             marker.unlink(missing_ok=True)
         shutil.rmtree(self.path / ".backup", ignore_errors=True)
+
+    # --- reading a run folder: the one place config.json and metrics.json are parsed --------------------------
+
+    @classmethod
+    def open(cls, path) -> "RunFolder":
+        """An existing run folder, to read (`config()`, `metrics()`, `input_config()`, `validation_index()`,
+        `members()`); each file is checked as it is read, with one line naming it when it is damaged.
+
+        Example:
+        >>> run = RunFolder.open("runs/lite0-features")  # doctest: +SKIP
+        >>> run.config()["class_names"], run.metrics()["accuracy"]  # doctest: +SKIP
+        (['cat', 'dog'], 0.91)
+        """
+        folder = cls(path)
+        if not folder.path.is_dir():
+            raise TransferkitError(f"{str(folder.path)!r} is not a run folder (no such folder); pass a folder "
+                                   "`transferkit train` wrote.")
+        return folder
+
+    def config(self) -> dict:
+        """config.json: the settings, the classes found and facts about the data and software."""
+        config = self._read_json(self.config_file, "config.json")
+        names = config.get("class_names")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise TransferkitError(f"{self.config_file} is damaged: 'class_names' must be a list of strings.")
+        return config
+
+    def metrics(self) -> dict:
+        """metrics.json: what the finished run measured on its validation images."""
+        return self._read_json(self.path / "metrics.json", "metrics.json")
+
+    def input_config(self) -> InputConfig:
+        """How the run turned image files into tensors (config.json's "input")."""
+        return run_input_config(self.config(), self.config_file)
+
+    def validation_index(self):
+        """The run's validation images, re-derived from its settings; None when they are gone."""
+        from ..data.splits import run_validation_index
+
+        return run_validation_index(self.config())
+
+    def members(self) -> list["RunFolder"]:
+        """The finished runs inside a k-fold or multi-seed run (`fold-1/` …, `seed-0/` …), in order."""
+        def number(p: Path) -> int:
+            tail = p.name.split("-", 1)[1]
+            return int(tail) if tail.isdigit() else -1
+
+        found = [p for kind in ("fold-*", "seed-*") for p in sorted(self.path.glob(kind), key=number)]
+        return [RunFolder(p) for p in found if (p / "model.keras").is_file()]
+
+    def _read_json(self, path: Path, name: str) -> dict:
+        if not path.is_file():
+            raise TransferkitError(f"{str(self.path)!r} is not a finished run folder: it has no {name} (train it to "
+                                   "the end, or pass another folder).")
+        try:
+            value = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise TransferkitError(f"{path} is damaged: it is not valid JSON ({exc}). Train the run again or "
+                                   "restore the file.") from None
+        if not isinstance(value, dict):
+            raise TransferkitError(f"{path} is damaged: it holds a JSON {type(value).__name__}, not an object.")
+        return value
 
     def _read_state(self, number: int) -> dict:
         state = self._state_file(number)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .. import backend
+from .. import backend, interrupts
 from .._version import __version__
 from ..backbones.build import weights_identity
 from ..backbones.registry import BackboneSpec, get_backbone, with_crop
@@ -18,7 +17,8 @@ from ..data.input_config import InputConfig
 from ..errors import TransferkitError
 from ..files import atomic_path, write_json_atomic
 from .config import STRATEGIES, TrainConfig
-from .data import BatchMix, Splits, array_dataset, drop_unreadable, find_splits, make_dataset, targets
+from ..data.splits import Splits, find_splits
+from .data import BatchMix, array_dataset, drop_unreadable, make_dataset, targets
 from .heads import compile_classifier
 from .model import block_rate_factors, build_classifier, export_model, unfreeze_top
 from .report import write_report
@@ -73,6 +73,7 @@ class Job:
 
     def stage(self, label: str, fit, **kwargs) -> None:
         """Run the next numbered stage (restored instead when a resumed run already finished it)."""
+        interrupts.check()
         number = len(self.stages) + 1
         self.stages.append(self.run.stage(number, label, self.clf, lambda: fit(self, number, **kwargs)))
 
@@ -218,8 +219,8 @@ def fit_head_on_features(job: Job, number: int) -> None:
     train_ds = array_dataset(*arrays["train"], batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
                              epoch=job.run.epochs_done(number), mix=job.mix.without_cutmix())
     trainer.fit(train_ds, validation_data=arrays["validation"], epochs=cfg.epochs, class_weight=job.class_weight,
-                shuffle=False,
-                callbacks=job.callbacks(number, cfg.learning_rate, cfg.epochs), verbose=0 if job.quiet else 2)
+                shuffle=False, callbacks=job.callbacks(number, cfg.learning_rate, cfg.epochs),
+                verbose=0 if job.quiet else 2)
     job.run.load_best(trainer, number)
 
 
@@ -239,10 +240,9 @@ def check_init_run(cfg: TrainConfig, class_names: list[str]) -> None:
     """A run to start fine-tuning from must be finished and match the model, input size and classes."""
     run = Path(cfg.init_from)
     try:
-        config = json.loads((run / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise TransferkitError(f"`init_from` must be a finished run folder; cannot read {run / 'config.json'}: "
-                               f"{exc}") from None
+        config = RunFolder.open(run).config()
+    except TransferkitError as exc:
+        raise TransferkitError(f"`init_from` must be a finished run folder: {exc}") from None
     if not (run / "model.keras").is_file():
         raise TransferkitError(f"`init_from` run {str(run)!r} has no model.keras (did it finish?).")
     got = (config.get("model"), config.get("input_size"), config.get("class_names"))
@@ -285,7 +285,7 @@ def train_run(data, config: TrainConfig | None = None, *, run_dir=None, runs_roo
 
     Example:
     >>> result = train("cats_and_dogs_small/", model="vgg16", strategy="features", input_size=150)  # doctest: +SKIP
-    >>> result.metrics["accuracy"]
+    >>> result.metrics["accuracy"]  # doctest: +SKIP
     0.89
     """
     cfg = TrainConfig.from_options(data, options, base=config).resolved()
@@ -357,10 +357,10 @@ def _finished_result(run: RunFolder, model=None) -> TrainResult:
     """The result of a finished run; the report and the tidy-up, if a kill interrupted them, are done now."""
     import keras
 
-    metrics = json.loads((run.path / "metrics.json").read_text())
+    metrics = run.metrics()
     model = model or keras.saving.load_model(run.path / "model.keras", safe_mode=True)
     if not (run.path / "report.html").is_file() or any(run.path.glob(".stage*")):
         write_report(run.path)
         run.clean_up()
-    return TrainResult(run.path, model, run.history(), metrics, json.loads(run.config_file.read_text()),
+    return TrainResult(run.path, model, run.history(), metrics, run.config(),
                        metrics.get("stages", []))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import warnings
 from pathlib import Path
 
@@ -15,23 +14,9 @@ from ..errors import TransferkitError, check_one_of, warn_skipped
 from ..files import atomic_open, write_json_atomic
 from ..extract.reader import ImageReader
 from .metrics import classification_metrics, probabilities_2d
+from .run_folder import RunFolder
 
 TTA_MODES = ("none", "hflip", "flips", "dihedral")
-
-
-def run_input_config(config: dict, source="config.json") -> InputConfig:
-    """The `InputConfig` a run was trained with, from its config.json (runs before 0.2 kept its parts as
-    separate keys; those are read too)."""
-    if "input" in config:
-        return InputConfig.from_dict(config["input"], source=str(source))
-    try:
-        if "resample" not in config:  # what runs before 0.2 recorded beside input_size
-            raise KeyError("input")
-        return InputConfig(config["input_size"], config.get("crop_fraction"), config.get("resample", "bilinear"),
-                           config.get("preprocessing", "none"))
-    except (KeyError, TransferkitError):
-        raise TransferkitError(f"{source} is damaged: it records no input configuration ('input'). Train the "
-                               "run again.") from None
 
 
 def load_run(run_or_model, *, unsafe: bool = False):
@@ -49,33 +34,26 @@ def load_run(run_or_model, *, unsafe: bool = False):
 
     Example:
     >>> model, info = load_run("runs/lite0-features")  # doctest: +SKIP
-    >>> info["input"].describe()
+    >>> info["input"].describe()  # doctest: +SKIP
     '224 px, centre 87.5% crop, bicubic, lite preprocessing'
     """
     path = Path(run_or_model)
     model_file = path / "model.keras" if path.is_dir() else path
-    members = sorted(p.name for p in path.glob("fold-*") if (p / "model.keras").is_file()) + sorted(
-        p.name for p in path.glob("seed-*") if (p / "model.keras").is_file()) if path.is_dir() else []
+    members = RunFolder(path).members() if path.is_dir() else []
     if path.is_dir() and not model_file.is_file() and members:
         raise TransferkitError(f"{str(path)!r} holds {len(members)} runs (k folds or seeds), each with its own model; "
-                               f"pass one of them, e.g. {str(path / members[0])!r}.")
+                               f"pass one of them, e.g. {str(members[0].path)!r}.")
     if path.is_dir() and not model_file.is_file():
         raise TransferkitError(f"{str(path)!r} is not a finished run folder: it has no model.keras (train it to the "
                                "end, or pass another run).")
     if not model_file.is_file():
         raise TransferkitError(f"{str(path)!r} is neither a run folder with model.keras nor a .keras file.")
-    config_file = model_file.parent / "config.json"
+    run = RunFolder(model_file.parent)
+    config_file = run.config_file
     model = _load_keras(model_file, unsafe)
     size = int(model.inputs[0].shape[1])
     if config_file.is_file():
-        try:
-            config = json.loads(config_file.read_text())
-        except ValueError as exc:
-            raise TransferkitError(f"{config_file} is not valid JSON ({exc}); the run's folder is damaged.") from None
-        names = config.get("class_names")
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise TransferkitError(f"{config_file} is damaged: 'class_names' must be a list of strings.")
-        input_config = run_input_config(config, config_file)
+        names, input_config = run.config()["class_names"], run.input_config()
         if input_config.size != size:
             raise TransferkitError(f"{config_file} records input size {input_config.size}, but {model_file.name} "
                                    f"takes {size} px: the two files belong to different runs.")
