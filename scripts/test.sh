@@ -5,6 +5,13 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv-test/bin/python ] || "$PYTHON" -m venv .venv-test
 PIP=(.venv-test/bin/python -m pip install --quiet --disable-pip-version-check)
+# --quick: the everyday tier (tests not marked slow), with only what those tests need: TensorFlow, the demo's
+# packages, search, audit and serve. Everything else is for the full suite, which CI runs.
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  "${PIP[@]}" -e ".[tf,demo,test-quick]"
+  exec .venv-test/bin/python -m pytest -m "not slow" "$@"
+fi
 # PyTorch 2.13.0 (CPU) is the test-only reference for EfficientNet-Lite and the non-default-backend smoke test.
 # Install it first and by exact version, so nothing else pulls a CUDA build.
 "${PIP[@]}" "torch==2.13.0" || echo "note: torch==2.13.0 not installable here; its reference tests will be skipped"
@@ -17,10 +24,5 @@ fi
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 &&
     apt-get install -y -qq chromium >/dev/null 2>&1)) || echo "note: chromium not installable; the browser test will skip"
-fi
-# --quick: the everyday tier (tests not marked slow). CI runs everything.
-if [ "${1:-}" = "--quick" ]; then
-  shift
-  set -- -m "not slow" "$@"
 fi
 exec .venv-test/bin/python -m pytest "$@"

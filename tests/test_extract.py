@@ -236,6 +236,7 @@ def test_shards_are_queryable_with_duckdb(image_folder, tmp_path):
     assert rows == [("cats", 6, 16), ("dogs", 6, 16)]
 
 
+@pytest.mark.slow
 def test_crop_model_none_or_a_fraction_decides_what_the_network_sees(tmp_path, cli):
     import dataclasses
 

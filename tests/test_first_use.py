@@ -34,6 +34,7 @@ def split_folder(root, truncated=True):
     return root
 
 
+@pytest.mark.slow
 def test_a_named_pipe_is_skipped_unopened_and_a_folder_named_like_an_image_is_a_folder(tmp_path, image_folder):
     os.mkfifo(image_folder / "cats" / "fifo.jpg")
     (image_folder / "dogs" / "folder.png").mkdir()  # its images are rows, as in any folder
@@ -61,7 +62,8 @@ def test_a_pipe_is_never_opened_for_reading(tmp_path):
     assert time.monotonic() - started < 30  # a blocking open would never return
 
 
-@pytest.mark.parametrize("command", ["train", "lr-find", "audit"])
+@pytest.mark.parametrize("command", ["train", pytest.param("lr-find", marks=pytest.mark.slow),
+                                     pytest.param("audit", marks=pytest.mark.slow)])
 def test_every_command_names_the_files_it_skipped(tmp_path, command):
     data = split_folder(tmp_path / "data")
     extra = {"train": ["--epochs", "1", "--runs", tmp_path / "runs"],
@@ -75,6 +77,7 @@ def test_every_command_names_the_files_it_skipped(tmp_path, command):
     assert lines[-1] == "transferkit: skipped 1 file (named above); the exit status is 3"
 
 
+@pytest.mark.slow
 def test_evaluate_and_the_python_api_name_skipped_files_too(tmp_path):
     data = split_folder(tmp_path / "data")
     with warnings.catch_warnings(record=True) as caught:
@@ -95,6 +98,7 @@ def test_resume_command_keeps_the_arguments_and_replaces_what_resumes():
     assert resume_command(["extract", "x", "-o", "f", "--overwrite"], None) == "transferkit extract x -o f"
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_train_prints_the_command_that_resumes_it(tmp_path):
     data = split_folder(tmp_path / "data", truncated=False)
     env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -171,6 +175,7 @@ def test_bad_values_are_refused_before_keras_loads(args):
     assert "error" in last and ("Received" in last or "invalid" in last), last
 
 
+@pytest.mark.slow
 def test_predict_has_quiet_and_similar_answers_in_the_order_asked(tmp_path, image_folder):
     from transferkit.search import similar
 
@@ -188,6 +193,7 @@ def test_predict_has_quiet_and_similar_answers_in_the_order_asked(tmp_path, imag
     assert "predict" in r.stderr  # the progress bar
 
 
+@pytest.mark.slow
 def test_update_prints_its_counts_once(tmp_path, image_folder):
     run_cli("extract", image_folder, "-o", tmp_path / "f", *TINY, "-q")
     (image_folder / "cats" / "00.jpg").unlink()
@@ -203,6 +209,7 @@ def test_a_missing_csv_row_names_its_path_once(tmp_path):
     assert str(err.value).count("nope.jpg") == 1 and "line 2" in str(err.value)
 
 
+@pytest.mark.slow
 def test_links_that_leave_the_folder_are_skipped_by_extract_and_refused_by_the_server(tmp_path, image_folder):
     """One rule for extract, update, explore and serve: a link to a file (or a folder) outside the folder is not
     a row — a link swapped later could point anywhere, and the server would not show it."""

@@ -38,6 +38,7 @@ def test_train_prints_and_records_the_chosen_defaults(tmp_path, cli):
     assert (config["optimizer"], config["learning_rate"]) == ("adam", 1e-3)
 
 
+@pytest.mark.slow
 def test_augmentation_by_name_in_python_and_on_the_command_line(tmp_path, cli):
     from transferkit.errors import TransferkitError
     from transferkit.train.model import AUGMENTATIONS
@@ -68,6 +69,7 @@ def test_the_valley_is_on_the_steep_descent_before_the_minimum():
     assert smooth([2.0, 2.0, 2.0])[0] == pytest.approx(2.0)  # bias-corrected from the first step
 
 
+@pytest.mark.slow
 def test_lr_find_sweeps_the_head_and_an_unfrozen_stage(tmp_path, cli):
     data = make_split_folder(tmp_path / "data", {"train": 24, "validation": 4}, ["a", "b"])
     common = dict(model="tiny_test", weights="none", precision="float32", runs_root=tmp_path / "runs", batch_size=8)

@@ -67,6 +67,7 @@ def test_corpus_predict(corpus, tmp_path, image_folder):
     _check_outcomes([r["path"] for r in rows], skipped, expected)
 
 
+@pytest.mark.slow
 def test_corpus_train(corpus, tmp_path):
     from transferkit.train import train
 

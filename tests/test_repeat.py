@@ -47,6 +47,7 @@ def test_folds_hold_out_every_labelled_image_exactly_once(data):
     assert sorted(seen) == sorted(pool.paths)
 
 
+@pytest.mark.slow
 def test_train_folds_reports_mean_and_std_and_extracts_once(data, tmp_path, cli):
     r = cli("train", data, "--folds", "3", "--model", "tiny_test", "--weights", "none", "--epochs", "2",
             "--precision", "bfloat16", "--runs", tmp_path / "runs", "--name", "k", "-q")
@@ -74,6 +75,7 @@ def test_train_folds_reports_mean_and_std_and_extracts_once(data, tmp_path, cli)
     assert r.returncode == 1 and "fold-1" in r.stderr.strip().splitlines()[0]
 
 
+@pytest.mark.slow
 def test_train_seeds_repeats_the_split_and_resumes(data, tmp_path):
     result = tk.train(data, strategy="frozen", seeds=2, runs_root=tmp_path / "runs", name="s", precision="bfloat16",
                       **TINY)

@@ -55,40 +55,72 @@ def bad_uploads(good: bytes) -> list[tuple[str, bytes]]:
             ("notes.jpg", b"just some text, not a picture\n" * 20)]
 
 
-def test_answers_equal_predict_and_bad_uploads_get_4xx(served):
+@pytest.fixture(scope="module")
+def client(served):
+    """One app over the run and the feature set, shared by the endpoint tests below."""
+    with client_of(create_app(served["run"], features=served["features"])) as c:
+        yield c
+
+
+def upload(path, name=None, kind="image/png"):
+    return {"file": (name or path.name, path.read_bytes(), kind)}
+
+
+def test_predict_answers_equal_predict(served, client):
     image = served["data"] / "validation" / "checks" / "001.png"
     expected, _ = tk.predict(served["run"], image)
-    with client_of(create_app(served["run"], features=served["features"])) as client:
-        r = client.post("/predict", files={"file": ("001.png", image.read_bytes(), "image/png")})
-        assert r.status_code == 200, r.text
-        body = r.json()
-        probs = list(body["predictions"][0]["probabilities"].values())
-        np.testing.assert_allclose(probs, expected[0]["probabilities"], atol=1e-3)
-        assert body["predictions"][0]["top"][0]["class"] == expected[0]["predicted"]
-        assert body["transferkit_version"] == tk.__version__
-        for name, content in bad_uploads(image.read_bytes()):
-            r = client.post("/predict", files={"file": (name, content, "image/jpeg")})
-            assert 400 <= r.status_code < 500 and name in r.json()["error"], (name, r.status_code, r.text)
-        assert client.post("/predict").status_code == 422  # no file field
-        r = client.post("/gradcam", files={"file": ("001.png", image.read_bytes(), "image/png")})
-        assert r.status_code == 200 and r.json()["class"] == expected[0]["predicted"], r.text
-        assert r.json()["overlay"].startswith("data:image/png;base64,")
-        assert client.post("/gradcam?class_name=nope", files={"file": ("a.png", image.read_bytes())}).status_code == 422
-        # the feature set: an image of the set finds itself first; its file is served, nothing else is
-        member = served["data"] / "train" / "stripes" / "003.png"
-        r = client.post("/similar?k=3", files={"file": ("x.png", member.read_bytes(), "image/png")})
-        assert r.status_code == 200 and r.json()["neighbours"][0]["path"] == "stripes/003.png", r.text
-        assert r.json()["neighbours"][0]["similarity"] > 0.999
-        assert client.get(r.json()["neighbours"][0]["image"]).content == member.read_bytes()
-        assert client.get("/image/9999").status_code == 404 and client.get("/image/-1").status_code == 404
-        assert 400 <= client.get("/image/..%2F..%2Fetc%2Fpasswd").status_code < 500
-        r = client.post("/embed", files={"file": ("x.png", member.read_bytes(), "image/png")})
-        assert r.status_code == 200 and r.json()["dim"] == len(r.json()["vector"])
-        health = client.get("/health").json()
-        assert health["status"] == "ok" and health["features"] == 20 and health["classifier"]["classes"] == [
-            "checks", "stripes"]
-        # /docs loads Swagger from a CDN: off unless asked (--docs)
-        assert 'type="file"' in client.get("/").text and client.get("/docs").status_code == 404
+    r = client.post("/predict", files=upload(image))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    probs = list(body["predictions"][0]["probabilities"].values())
+    np.testing.assert_allclose(probs, expected[0]["probabilities"], atol=1e-3)
+    assert body["predictions"][0]["top"][0]["class"] == expected[0]["predicted"]
+    assert body["transferkit_version"] == tk.__version__
+
+
+@pytest.mark.parametrize("case", range(5), ids=["random", "empty", "truncated-jpeg", "truncated-png", "text"])
+def test_a_bad_upload_gets_a_4xx_naming_the_file(served, client, case):
+    image = served["data"] / "validation" / "checks" / "001.png"
+    name, content = bad_uploads(image.read_bytes())[case]
+    r = client.post("/predict", files={"file": (name, content, "image/jpeg")})
+    assert 400 <= r.status_code < 500 and name in r.json()["error"], (name, r.status_code, r.text)
+
+
+def test_predict_without_a_file_is_422(client):
+    assert client.post("/predict").status_code == 422  # no file field
+
+
+def test_gradcam_explains_the_predicted_class_and_refuses_an_unknown_one(served, client):
+    image = served["data"] / "validation" / "checks" / "001.png"
+    expected, _ = tk.predict(served["run"], image)
+    r = client.post("/gradcam", files=upload(image))
+    assert r.status_code == 200 and r.json()["class"] == expected[0]["predicted"], r.text
+    assert r.json()["overlay"].startswith("data:image/png;base64,")
+    assert client.post("/gradcam?class_name=nope", files={"file": ("a.png", image.read_bytes())}).status_code == 422
+
+
+def test_similar_finds_a_member_first_and_serves_only_its_files(served, client):
+    member = served["data"] / "train" / "stripes" / "003.png"
+    r = client.post("/similar?k=3", files=upload(member, "x.png"))
+    assert r.status_code == 200 and r.json()["neighbours"][0]["path"] == "stripes/003.png", r.text
+    assert r.json()["neighbours"][0]["similarity"] > 0.999
+    assert client.get(r.json()["neighbours"][0]["image"]).content == member.read_bytes()
+    assert client.get("/image/9999").status_code == 404 and client.get("/image/-1").status_code == 404
+    assert 400 <= client.get("/image/..%2F..%2Fetc%2Fpasswd").status_code < 500
+
+
+def test_embed_health_and_the_page(served, client):
+    member = served["data"] / "train" / "stripes" / "003.png"
+    r = client.post("/embed", files=upload(member, "x.png"))
+    assert r.status_code == 200 and r.json()["dim"] == len(r.json()["vector"])
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["features"] == 20 and health["classifier"]["classes"] == [
+        "checks", "stripes"]
+    # /docs loads Swagger from a CDN: off unless asked (--docs)
+    assert 'type="file"' in client.get("/").text and client.get("/docs").status_code == 404
+
+
+def test_docs_are_served_when_asked(served):
     with client_of(create_app(served["run"], docs=True)) as client:
         assert client.get("/docs").status_code == 200 and "/predict" in client.get("/openapi.json").json()["paths"]
 
@@ -154,6 +186,7 @@ def listening(app):
         thread.join(30)
 
 
+@pytest.mark.slow
 def test_bounded_load_from_16_clients_no_5xx_and_answers_equal_predict(served):
     import httpx
 
@@ -220,6 +253,7 @@ def test_a_browser_uploads_on_the_page_and_sees_the_prediction(served):
     assert cam_width == 2 * size  # the input beside its Grad-CAM overlay
 
 
+@pytest.mark.slow
 def test_the_command_serves_on_loopback_and_sigterm_drains_requests_in_flight(served):
     import os
     import signal

@@ -199,6 +199,7 @@ def test_an_oversized_body_is_refused_before_it_is_read(server):
     assert reply == b"" or reply.startswith(b"HTTP/1.1 413"), reply[:200]
 
 
+@pytest.mark.slow
 def test_stalled_requests_are_timed_out(server):
     port = server["port"]
     started = time.monotonic()
@@ -256,6 +257,7 @@ def test_a_class_named_like_a_script_cannot_break_the_page(tmp_path):
     assert page.count("<script") == 2  # the data block and /page.js: nothing a class name opened
 
 
+@pytest.mark.slow
 def test_open_connections_are_capped(server):
     """Past --max-connections open connections a request gets 503, never a hang; idle ones are closed after
     --read-timeout, and the server answers again."""

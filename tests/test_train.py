@@ -47,6 +47,7 @@ def test_each_strategy_learns_and_writes_the_run_folder(strategy, train_folder, 
         train(train_folder, model="tiny_test", strategy=strategy, runs_root=tmp_path / "runs", name="r", **FAST)
 
 
+@pytest.mark.slow
 def test_vgg16_features_strategy_learns(train_folder, tmp_path):
     result = train(train_folder, model="vgg16", strategy="features", input_size=32, runs_root=tmp_path / "runs",
                    epochs=15, **FAST)
@@ -188,6 +189,7 @@ def test_finetune_can_start_from_a_features_run(train_folder, tmp_path):
               init_from=first.run_dir, **FAST)
 
 
+@pytest.mark.slow
 def test_validation_split_never_trains_on_held_out_images(tmp_path):
     """Noise images with coin-flip labels hold nothing to learn: only a leak makes validation accuracy high."""
     from conftest import make_image
@@ -240,6 +242,7 @@ def test_best_epoch_survives_a_restart_and_breaks_ties_by_validation_loss(tmp_pa
     assert sorted(p.name for p in tmp_path.glob(".*.weights.h5")) == sorted([state["best_file"], state["backup"]])
 
 
+@pytest.mark.slow
 def test_head_pools_as_the_registry_says_and_layer_and_pooling_choose(train_folder, tmp_path):
     assert tk.get_backbone("vgg16").head_pooling == "flatten"  # the tutorial's head
     assert tk.get_backbone("efficientnet_lite0").head_pooling == "avg"
@@ -389,6 +392,7 @@ def test_cosine_schedule_follows_the_epoch_number(train_folder, tmp_path):
         train(train_folder, model="tiny_test", schedule="cosin", runs_root=tmp_path / "runs", **FAST)
 
 
+@pytest.mark.slow
 def test_mixup_blends_batches_reproducibly_and_label_smoothing_trains(tmp_path):
     from transferkit.train.data import BatchMix, array_dataset, mixup, targets
 

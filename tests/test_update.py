@@ -84,6 +84,7 @@ def test_update_equals_a_fresh_extraction_and_decodes_only_what_changed(photo_se
     assert len(tk.extract(src, out, **KW)) == 65
 
 
+@pytest.mark.slow
 def test_update_cli_prints_counts_and_bad_input_is_one_line(photo_set, tmp_path, cli):
     src, out, _ = photo_set
     grow(src, np.random.default_rng(2), added=2, changed=1, removed=1)
@@ -146,6 +147,7 @@ def test_update_killed_at_random_moments_leaves_old_or_new(tmp_path):
     assert not (out / ".update").exists()
 
 
+@pytest.mark.slow
 def test_save_features_is_searchable_and_refuses_new_images(tmp_path, cli):
     rng = np.random.default_rng(0)
     matrix = rng.normal(size=(300, 24)).astype(np.float32)

@@ -21,8 +21,8 @@ from .openvino import DEFAULT_CALIBRATION
 from .plan import ExtractPlan
 from .store import FeatureSet, input_config_of, load_features, read_manifest
 from .update import check_updatable, update_set
-from .writer import (MANIFEST, SHARD_PATTERN, file_stats, manifest_header, read_shard_meta, shard_name, write_npy,
-                     write_shard)
+from .writer import (MANIFEST, file_stats, manifest_header, read_shard_meta, shard_name, write_npy, write_shard,
+                     written_by_extraction)
 
 def _prepare_out(out: Path, overwrite: bool) -> dict | None:
     """Create `out` (checking it is writable); return its manifest when one exists."""
@@ -36,9 +36,7 @@ def _prepare_out(out: Path, overwrite: bool) -> dict | None:
     except OSError as exc:
         raise TransferkitError(f"Cannot write to the output folder {str(out)!r}: {exc.strerror or exc}. "
                                "Choose a writable -o/--output.") from None
-    ours = [p for p in out.iterdir() if SHARD_PATTERN.match(p.name) or p.name == MANIFEST
-            or p.name.startswith((".part-", f".{MANIFEST}", ".features", ".paths"))
-            or p.name in ("labels.npy", "paths.txt") or (p.name.startswith("features") and p.suffix == ".npy")]
+    ours = [p for p in out.iterdir() if written_by_extraction(p.name)]
     others = [p for p in out.iterdir() if p not in ours]
     if not (out / MANIFEST).exists():
         if others:

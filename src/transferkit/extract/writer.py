@@ -21,6 +21,14 @@ MANIFEST = "manifest.json"
 META_KEY = b"transferkit"
 
 
+def written_by_extraction(name: str) -> bool:
+    """Whether a file of an output folder is one extraction writes (shards, manifest, the npy files, and the
+    temporary files of a killed write, which start with a dot): the files `--overwrite` may remove."""
+    return bool(SHARD_PATTERN.match(name)) or name == MANIFEST or name in ("labels.npy", "paths.txt") or (
+        name.startswith("features") and name.endswith(".npy")) or name.startswith(
+        (".part-", f".{MANIFEST}", ".features", ".paths"))
+
+
 def manifest_header(settings: dict, *, root, class_names: list[str], ignored=(), created: str | None = None) -> dict:
     """The fields every feature set's manifest.json opens with (extracted or imported): its format, the software,
     when it was first made (`created`, kept by a resumed run), its settings, root, classes and ignored files."""

@@ -169,17 +169,17 @@ def export(run, *, format: str, path, check_images: int = 8) -> dict:
     if run.is_dir() and not (run / "metrics.json").is_file():
         raise TransferkitError(f"The run {str(run)!r} is not finished (no metrics.json): finish it with "
                                "`transferkit train ... --resume`, or export another run.")
+    path = Path(os.path.expanduser(str(path)))
+    if spec.suffix and path.suffix.lower() != spec.suffix:
+        raise TransferkitError(f"A {format} export is a {spec.suffix} file. Received: -o {path}; use "
+                               f"{path.with_suffix(spec.suffix)}.")
+    _check_output_folder(path)
     for module in spec.needs:
         try:
             __import__(module)
         except ImportError:
             raise TransferkitError(f"Exporting to {format} needs the Python package {module!r}: "
                                    f"{install_hint('export')}.") from None
-    path = Path(os.path.expanduser(str(path)))
-    if spec.suffix and path.suffix.lower() != spec.suffix:
-        raise TransferkitError(f"A {format} export is a {spec.suffix} file. Received: -o {path}; use "
-                               f"{path.with_suffix(spec.suffix)}.")
-    _check_output_folder(path)
     model, info = load_run(run)
     deployable = _deployable(model)
     tmp = path.parent / f".{path.name}.export-tmp"
