@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TransferkitError
-from ..files import atomic_folder, write_json_atomic
+from ..files import atomic_folder
 from .store import FeatureSet, load_features
-from .writer import MANIFEST, manifest_header, shard_name, write_shard
+from .manifest import Manifest
+from .writer import shard_name, write_shard
 
 IMPORT_SHARD = 65_536  # rows per shard of an imported set
 
@@ -70,7 +71,7 @@ def save_features(out, matrix, paths, *, labels=None, class_names=None, layer: s
     settings = {"imported": True, "model": "imported", "layers": [layer], "pooling": "none",
                 "source": source, "files": digest, "images": len(paths), "shard_size": IMPORT_SHARD}
     n_shards = max(1, -(-len(paths) // IMPORT_SHARD))
-    shards = []
+    done: dict[int, dict] = {}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_folder(out) as tmp:
@@ -80,14 +81,11 @@ def save_features(out, matrix, paths, *, labels=None, class_names=None, layer: s
                 write_shard(tmp, k, positions=np.arange(start, stop), paths=paths[start:stop],
                             labels=None if label_arr is None else label_arr[start:stop], class_names=class_names,
                             features={layer: matrix[start:stop]}, meta=meta)
-                shards.append({"file": shard_name(k), "start": start, "stop": stop, "rows": stop - start,
-                               "skipped": 0})
-            write_json_atomic(tmp / MANIFEST, {
-                **manifest_header(settings, root=root, class_names=class_names),
-                "layers": {layer: {"shape": [int(matrix.shape[1])], "pooling": "none", "dtype": "float32"}},
-                "shards": shards, "skipped": [], "complete": True,
-                "counts": {"images": len(paths), "rows": len(paths), "skipped": 0, "shards_done": n_shards,
-                           "shards_total": n_shards}})
+                done[k] = {**meta, "file": shard_name(k)}
+            manifest = Manifest.new(settings, root=root, class_names=class_names)
+            manifest["layers"] = {layer: {"shape": [int(matrix.shape[1])], "pooling": "none", "dtype": "float32"}}
+            manifest.record_shards(done, n_shards)
+            manifest.write(tmp)
     except OSError as exc:
         raise TransferkitError(f"Cannot write {str(out)!r}: {exc.strerror or exc}.") from None
     return load_features(out)

@@ -14,14 +14,14 @@ from ..backbones.build import build_feature_model, weights_identity
 from ..backbones.registry import DEFAULT_MODEL, get_backbone, with_input
 from ..data.input_config import InputConfig
 from ..errors import TransferkitError, settings_diff, warn_skipped
-from ..files import write_json_atomic
 from .engines import ENGINES, EngineJob
 from .extractor import make_extractor
 from .openvino import DEFAULT_CALIBRATION
 from .plan import ExtractPlan
-from .store import FeatureSet, input_config_of, load_features, read_manifest
+from .manifest import Manifest, input_config_of, read_manifest
+from .store import FeatureSet, load_features
 from .update import check_updatable, update_set
-from .writer import (MANIFEST, file_stats, manifest_header, read_shard_meta, shard_name, write_npy, write_shard,
+from .writer import (MANIFEST, file_stats, read_shard_meta, shard_name, write_npy, write_shard,
                      written_by_extraction)
 
 def _prepare_out(out: Path, overwrite: bool) -> dict | None:
@@ -150,8 +150,8 @@ def run_plan(plan: ExtractPlan, *, overwrite: bool = False, quiet: bool = True, 
         )
     n_shards = max(1, math.ceil(len(index) / plan.shard_size))
     done = _finished_shards(out, old, n_shards, plan.shard_size)
-    manifest = {**(old or {}), **manifest_header(settings, root=index.root, class_names=index.class_names,
-                                                 ignored=index.ignored, created=(old or {}).get("created"))}
+    manifest = Manifest.new(settings, root=index.root, class_names=index.class_names, ignored=index.ignored,
+                            created=(old or {}).get("created"), keep=old)
     todo = [k for k in range(n_shards) if k not in done]
     fm = ov_model = None
     t_build = time.perf_counter()
@@ -174,7 +174,7 @@ def run_plan(plan: ExtractPlan, *, overwrite: bool = False, quiet: bool = True, 
         manifest["last_run"] = {"images": images, "build_seconds": round(build_s, 3), "seconds": round(run_s, 3),
                                 "images_per_second": round(images / run_s, 2) if run_s else None,
                                 "batch_size": plan.batch_size}
-        write_json_atomic(out / MANIFEST, manifest)
+        manifest.write(out)
     return _finish(out, plan.format, load, index)
 
 
@@ -215,7 +215,7 @@ def _finish(out: Path, format: str, load: bool, index) -> FeatureSet:
     if format == "npy":
         shards = [out / m["file"] for m in manifest["shards"]]
         manifest["npy_files"] = write_npy(out, shards, manifest["layers"], manifest["counts"]["rows"])
-        write_json_atomic(out / MANIFEST, manifest)
+        manifest.write(out)
     if not load:
         return FeatureSet({}, [], None, index.class_names, str(index.root), manifest["skipped"], manifest, str(out))
     return load_features(out)
@@ -283,25 +283,13 @@ def extractor_like(manifest: dict, *, layers=None, batch_size: int = 32):
     return make_extractor(fm, batch_size, ov_model, settings["precision"]), config
 
 
-def _update_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards: int) -> None:
+def _update_manifest(out: Path, manifest: Manifest, done: dict[int, dict], n_shards: int) -> None:
     try:
-        _write_manifest(out, manifest, done, n_shards)
+        manifest.record_shards(done, n_shards)
+        manifest.write(out)
     except OSError as exc:
         raise TransferkitError(f"Cannot write {out / MANIFEST}: {exc.strerror or exc}. Finished shards are kept; "
                                "fix the problem and re-run the same command to resume.") from None
-
-
-def _write_manifest(out: Path, manifest: dict, done: dict[int, dict], n_shards: int) -> None:
-    shards = [{"file": m.get("file", shard_name(k)), "start": m["start"], "stop": m["stop"], "rows": m["rows"],
-               "skipped": len(m["skipped"])} for k, m in sorted(done.items())]
-    skipped = [s for _, m in sorted(done.items()) for s in m["skipped"]]
-    rows = sum(m["rows"] for m in done.values())
-    manifest.update({
-        "shards": shards, "skipped": skipped, "complete": len(done) == n_shards,
-        "counts": {"images": manifest["settings"]["images"], "rows": rows, "skipped": len(skipped),
-                   "shards_done": len(done), "shards_total": n_shards},
-    })
-    write_json_atomic(out / MANIFEST, manifest)
 
 
 def _write_stream(stream, index, out, layers, shapes, todo, done, manifest, n_shards, *, shard_size, quiet, desc):

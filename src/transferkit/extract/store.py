@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from ..data.input_config import InputConfig
 from ..errors import TransferkitError
+from .manifest import input_config_of, read_manifest  # noqa: F401  (read here; imported from here)
 from .writer import MANIFEST
 
 
@@ -57,64 +57,6 @@ class FeatureSet:
 
     def __len__(self) -> int:
         return len(self.paths)
-
-
-def read_manifest(out) -> dict:
-    """Load and check `OUT/manifest.json`, with a clear error when it is missing or damaged."""
-    path = Path(out) / MANIFEST
-    if not path.is_file():
-        raise TransferkitError(f"{str(out)!r} is not a transferkit feature folder: {MANIFEST} is missing.")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TransferkitError(f"Cannot read {path}: {exc}. Re-run the extraction with --overwrite.") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != "transferkit.features":
-        raise TransferkitError(f"{path} is not a transferkit manifest (wrong or missing 'format').")
-    for key, kind in (("layers", dict), ("shards", list), ("settings", dict)):
-        if not isinstance(manifest.get(key), kind):
-            raise TransferkitError(f"{path} is damaged: '{key}' must be a {kind.__name__}. Re-run with --overwrite.")
-    _upgrade_settings(manifest["settings"])
-    if not manifest["settings"].get("imported"):  # vectors from elsewhere have no input configuration
-        InputConfig.from_dict(manifest["settings"].get("input"), source=str(path))
-    checks = (
-        ("class_names", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v)),
-        ("skipped", lambda v: isinstance(v, list) and all(isinstance(i, dict) for i in v)),
-        ("counts", lambda v: isinstance(v, dict)),
-        ("complete", lambda v: isinstance(v, bool)),
-        ("root", lambda v: isinstance(v, str)),
-    )
-    for key, ok in checks:
-        if key in manifest and not ok(manifest[key]):
-            raise TransferkitError(f"{path} is damaged: {key!r} has the wrong type. Re-run with --overwrite.")
-    for name, info in manifest["layers"].items():
-        shape = info.get("shape") if isinstance(info, dict) else None
-        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0
-                                                for d in shape)):
-            raise TransferkitError(f"{path} is damaged: layer {name!r} has no valid shape. Re-run with --overwrite.")
-    for shard in manifest["shards"]:
-        if not (isinstance(shard, dict) and isinstance(shard.get("file"), str)):
-            raise TransferkitError(f"{path} is damaged: a shard entry has no file name. Re-run with --overwrite.")
-    return manifest
-
-
-_LEGACY_INPUT = ("input_size", "crop_fraction", "resample", "preprocessing")
-
-
-def _upgrade_settings(settings: dict) -> None:
-    """Manifests before 0.2 kept the input configuration as four separate settings; fold them into "input"
-    (in memory), so such outputs still resume and answer queries."""
-    if "input" not in settings and "input_size" in settings:
-        settings["input"] = InputConfig(settings["input_size"], settings.get("crop_fraction"),
-                                        settings.get("resample", "bilinear"),
-                                        settings.get("preprocessing", "none")).to_dict()
-        for key in _LEGACY_INPUT:
-            settings.pop(key, None)
-
-
-def input_config_of(manifest: dict) -> InputConfig:
-    """The `InputConfig` a feature set's images were turned into tensors with (from its manifest)."""
-    _upgrade_settings(manifest.setdefault("settings", {}))
-    return InputConfig.from_dict(manifest["settings"].get("input"), source="the feature set's manifest.json")
 
 
 def load_features(out, layers=None) -> FeatureSet:

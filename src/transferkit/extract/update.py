@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.folder import ImageIndex
 from ..errors import TransferkitError, plural, settings_diff
-from ..files import write_json_atomic
+from .manifest import Manifest
 from .writer import MANIFEST, SHARD_PATTERN, file_stats, write_shard
 
 UPDATE_KEYS = ("files", "images")  # the settings an update may change: the file list and its length
@@ -163,7 +163,7 @@ def update_set(out: Path, index: ImageIndex, old: dict, settings: dict, *, extra
     size = settings["shard_size"]
     generation = len(old.get("updates", [])) + 1
     tables = _Shards(out, layers)
-    shards, skipped = [], []
+    done: dict[int, dict] = {}
     n = len(index)
     for k in range(max(1, -(-n // size))):
         start, stop = k * size, min((k + 1) * size, n)
@@ -198,21 +198,15 @@ def update_set(out: Path, index: ImageIndex, old: dict, settings: dict, *, extra
         labels = index.labels[positions] if index.labels is not None else None
         write_shard(out, k, positions=positions, paths=[index.paths[i] for i in pos], labels=labels,
                     class_names=index.class_names, features=arrays, meta=meta, files=files, name=name)
-        shards.append({"file": name, "start": start, "stop": stop, "rows": len(pos), "skipped": len(shard_skipped)})
-        skipped += shard_skipped
+        done[k] = {**meta, "file": name}
     counts = {**work["counts"], "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    manifest = dict(old)
-    rows = sum(s["rows"] for s in shards)
-    manifest.update({
-        "settings": settings, "root": str(index.root), "class_names": index.class_names, "shards": shards,
-        "skipped": skipped, "complete": True, "updates": old.get("updates", []) + [counts],
-        "counts": {"images": n, "rows": rows, "skipped": len(skipped), "shards_done": len(shards),
-                   "shards_total": len(shards)},
-        "ignored_files": {"count": len(index.ignored), "examples": index.ignored[:20]},
-    })
+    manifest = Manifest.new(settings, root=index.root, class_names=index.class_names, ignored=index.ignored,
+                            created=old.get("created"), keep=old)
+    manifest.record_shards(done, len(done))
+    manifest.add_update(counts)
     manifest.pop("npy_files", None)
-    write_json_atomic(out / MANIFEST, manifest)  # the commit
-    keep = {s["file"] for s in shards}
+    manifest.write(out)  # the commit
+    keep = {s["file"] for s in manifest["shards"]}
     for p in out.iterdir():
         if SHARD_PATTERN.match(p.name) and p.name not in keep:
             p.unlink()

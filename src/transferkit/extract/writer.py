@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .._version import __version__
 from ..data.decode import DecodeError, open_regular
 from ..files import atomic_open, atomic_path
 
@@ -27,15 +25,6 @@ def written_by_extraction(name: str) -> bool:
     return bool(SHARD_PATTERN.match(name)) or name == MANIFEST or name in ("labels.npy", "paths.txt") or (
         name.startswith("features") and name.endswith(".npy")) or name.startswith(
         (".part-", f".{MANIFEST}", ".features", ".paths"))
-
-
-def manifest_header(settings: dict, *, root, class_names: list[str], ignored=(), created: str | None = None) -> dict:
-    """The fields every feature set's manifest.json opens with (extracted or imported): its format, the software,
-    when it was first made (`created`, kept by a resumed run), its settings, root, classes and ignored files."""
-    return {"format": "transferkit.features", "format_version": 1, "transferkit_version": __version__,
-            "created": created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "settings": settings, "root": str(root), "class_names": list(class_names),
-            "ignored_files": {"count": len(ignored), "examples": list(ignored[:20])}}
 
 
 def shard_name(k: int) -> str:

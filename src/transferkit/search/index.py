@@ -18,7 +18,6 @@ import numpy as np
 
 from ..errors import TransferkitError, check_one_of, check_positive_int, install_hint
 from ..extract.store import load_features, read_manifest
-from ..extract.writer import MANIFEST
 from ..files import atomic_folder, write_json_atomic
 
 # Up to this many rows a query is one exact matrix product over all vectors (measured: 100k × 512 exact is
@@ -202,10 +201,11 @@ def build_index(features_dir, *, layer: str | None = None, kind: str = "auto", n
     return SearchIndex(vectors, fs.paths, fs.labels, fs.class_names, fs.root, layer, kind, manifest, ann, ids=ids)
 
 
-def _record(features_dir: Path, manifest: dict, layer: str, out: Path, info: dict) -> None:
+def _record(features_dir: Path, manifest, layer: str, out: Path, info: dict) -> None:
+    """Name the layer's index in the set's manifest (a `Manifest`, as `read_manifest` returns it)."""
     manifest.setdefault("index", {})[layer] = {"dir": out.name, **{k: info[k] for k in ("kind", "rows",
                                                                                          "fingerprint")}}
-    write_json_atomic(features_dir / MANIFEST, manifest)
+    manifest.write(features_dir)
 
 
 # an approximate index follows a changed set by removing and adding rows until the set has grown this many times
