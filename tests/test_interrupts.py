@@ -34,3 +34,18 @@ def test_a_ctrl_c_not_checked_is_raised_on_leaving_and_nothing_is_left_pending()
     assert inner_left
     with interrupts.deferred():
         interrupts.check()  # nothing pending any more
+
+
+def test_an_action_runs_the_moment_ctrl_c_arrives_and_is_forgotten_on_leaving():
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            interrupts.add_action(lambda: seen.append("stop"))
+            os.kill(os.getpid(), signal.SIGINT)
+            assert seen == ["stop"] and interrupts.requested()
+            interrupts.add_action(lambda: seen.append("late"))  # a pending Ctrl-C runs it at once
+            assert seen == ["stop", "late"]
+    with interrupts.deferred():
+        assert not interrupts.requested()
+        interrupts.add_action(lambda: seen.append("again"))
+    assert seen == ["stop", "late"]  # the actions of a finished block never run again

@@ -2,7 +2,9 @@
 
 TensorFlow converts a training step with AutoGraph the first time it runs, and AutoGraph falls back to the
 unconverted function on most errors raised while it converts — a KeyboardInterrupt arriving then is lost (the
-run trains on) or surfaces later as an unrelated error. Training therefore takes Ctrl-C at batch ends only.
+run trains on) or surfaces later as an unrelated error. Training therefore takes Ctrl-C at safe points only: a
+running `fit` is asked to stop after its current batch (`add_action`), and the interrupt is raised between
+batches or epochs.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ class _Pending:
 
     requested = False
     depth = 0
+    actions: list = []  # what to do the moment a Ctrl-C arrives (ask a running `fit` to stop)
 
 
 def _ask_to_stop(signum, frame):
     if _Pending.requested:  # a second Ctrl-C: the user insists, stop wherever we are
         raise KeyboardInterrupt
     _Pending.requested = True
+    for action in list(_Pending.actions):
+        action()
 
 
 @contextlib.contextmanager
@@ -50,9 +55,28 @@ def deferred():
         _Pending.depth -= 1
         if _Pending.depth == 0:
             signal.signal(signal.SIGINT, previous)
+            _Pending.actions.clear()
             requested, _Pending.requested = _Pending.requested, False
             if requested:
                 raise KeyboardInterrupt
+
+
+def requested() -> bool:
+    """Whether a Ctrl-C arrived inside `deferred()` and waits to be raised by `check()`."""
+    return _Pending.requested
+
+
+def add_action(action) -> None:
+    """Run `action()` as soon as a Ctrl-C arrives inside `deferred()` (at once if one is waiting): e.g. set a Keras
+    model's `stop_training`, so `fit` ends after the current batch. `remove_action` undoes it."""
+    _Pending.actions.append(action)
+    if _Pending.requested:
+        action()
+
+
+def remove_action(action) -> None:
+    if action in _Pending.actions:
+        _Pending.actions.remove(action)
 
 
 def check() -> None:

@@ -130,13 +130,26 @@ def _safe_interrupt_class():
     import keras
 
     class SafeInterrupt(keras.callbacks.Callback):
-        """Raises a Ctrl-C that arrived inside `interrupts.deferred()` at the next batch or epoch end, after the
-        epoch checkpoint before it in the callback list has committed."""
+        """Stops `fit` on a Ctrl-C that arrived inside `interrupts.deferred()`: the model's `stop_training` is set
+        at once, so the current batch is the last, and the KeyboardInterrupt is raised where validation would
+        begin or the epoch end — before the epoch checkpoint (after this callback in the list) commits the
+        unfinished epoch. No batch hook: Keras keeps dispatching batch ends without waiting for each loss."""
 
-        def on_train_batch_end(self, batch, logs=None):
+        def on_train_begin(self, logs=None):
+            self.stop = lambda: setattr(self.model, "stop_training", True)
+            interrupts.add_action(self.stop)
             interrupts.check()
 
-        on_test_batch_end = on_epoch_end = on_train_batch_end
+        def on_train_end(self, logs=None):
+            interrupts.remove_action(self.stop)
+
+        def on_test_begin(self, logs=None):
+            if interrupts.requested():
+                interrupts.remove_action(self.stop)
+                interrupts.check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.on_test_begin(logs)
 
     return SafeInterrupt
 
@@ -241,11 +254,11 @@ class RunFolder:
         return record
 
     def callbacks(self, number: int, *, patience: int | None) -> list:
-        """Keras callbacks of stage `number`: its epoch checkpoint, which also keeps history.csv up to date, and
-        the check that stops at a batch end on Ctrl-C (inside `resumable()`)."""
-        return [epoch_checkpoint(self.path, number, patience=patience,
-                                 first_epoch=self._read_state(number)["first_epoch"], on_commit=self.write_history),
-                _safe_interrupt_class()()]
+        """Keras callbacks of stage `number`: the stop on Ctrl-C after the current batch (inside `resumable()`),
+        then the epoch checkpoint, which also keeps history.csv up to date."""
+        return [_safe_interrupt_class()(),
+                epoch_checkpoint(self.path, number, patience=patience,
+                                 first_epoch=self._read_state(number)["first_epoch"], on_commit=self.write_history)]
 
     def epochs_done(self, number: int) -> int:
         """Epochs stage `number` has committed (where a resumed stage continues)."""
