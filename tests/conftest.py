@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
+import threading
+import time
 import sys
 from pathlib import Path
 
@@ -123,6 +127,54 @@ def run_cli(*args, env=None, timeout=300):
                           text=True, env=full_env, timeout=timeout)
 
 
+def run_cli_here(*args, env=None, timeout=300):
+    """Run `transferkit` in this process, as `run_cli` does in a fresh one: the same exit status, stdout and stderr,
+    without a new process's start-up (5 s of importing TensorFlow). For what a command prints, writes and returns;
+    a test of how a process starts, is killed or is interrupted uses `run_cli`. `env` given: a fresh process."""
+    import contextlib
+    import io
+
+    from transferkit.cli import main
+
+    if env:
+        return run_cli(*args, env=env, timeout=timeout)
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exc:  # argparse's usage errors and --help
+            status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return subprocess.CompletedProcess([sys.executable, "-m", "transferkit", *argv], status, out.getvalue(),
+                                       err.getvalue())
+
+
 @pytest.fixture
 def cli():
-    return run_cli
+    """The CLI runner for tests of a command's output and exit status (in this process; see `run_cli_here`)."""
+    return run_cli_here
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def listening(app):
+    """The app served by uvicorn in a thread on a free loopback port; yields the base URL; stops it after."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

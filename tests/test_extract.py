@@ -199,11 +199,11 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     partial = len(list(out.glob("part-*.parquet")))
     manifest = json.loads((out / "manifest.json").read_text())  # always parseable
     assert 3 <= partial < 30 and not manifest["complete"], (partial, proc.stderr.read()[-2000:])
-    from conftest import run_cli
+    from conftest import run_cli_here
 
-    resumed = run_cli("extract", *args, "-o", out)
+    resumed = run_cli_here("extract", *args, "-o", out)
     assert resumed.returncode == 0, resumed.stderr
-    full = run_cli("extract", *args, "-o", tmp_path / "full")
+    full = run_cli_here("extract", *args, "-o", tmp_path / "full")
     assert full.returncode == 0, full.stderr
     a, b = tk.load_features(out), tk.load_features(tmp_path / "full")
     assert a.paths == b.paths and len(a.paths) == 240 and len(set(a.paths)) == 240

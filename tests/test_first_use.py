@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from conftest import HERE, make_image, run_cli
+from conftest import HERE, make_image, run_cli, run_cli_here
 from transferkit.cli import resume_command
 from transferkit.errors import SkippedFileWarning
 
@@ -69,7 +69,7 @@ def test_every_command_names_the_files_it_skipped(tmp_path, command):
     extra = {"train": ["--epochs", "1", "--runs", tmp_path / "runs"],
              "lr-find": ["--steps", "5", "--runs", tmp_path / "runs"],
              "audit": ["-o", tmp_path / "audit", "--folds", "2", "--runs", tmp_path / "runs"]}[command]
-    r = run_cli(command, data, *TINY, *extra, "-q")
+    r = run_cli_here(command, data, *TINY, *extra, "-q")
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 3, r.stderr
     assert sum(line.startswith("skipped: ") and line.split(": ")[1].endswith("train/a/cut.jpg")
@@ -86,7 +86,7 @@ def test_evaluate_and_the_python_api_name_skipped_files_too(tmp_path):
                           runs_root=tmp_path / "runs")
     skipped = [w.message for w in caught if issubclass(w.category, SkippedFileWarning)]
     assert [(m.path, "corrupt" in m.reason) for m in skipped] == [(str((data / "train/a/cut.jpg").resolve()), True)]
-    r = run_cli("evaluate", result.run_dir, data / "train")
+    r = run_cli_here("evaluate", result.run_dir, data / "train")
     assert r.returncode == 3 and "skipped: a/cut.jpg: corrupt" in r.stderr, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("transferkit: skipped 1 file")
 
@@ -117,7 +117,7 @@ def test_ctrl_c_during_train_prints_the_command_that_resumes_it(tmp_path):
     assert line.startswith("transferkit: interrupted; resume with: transferkit train "), err
     resume = line.split("resume with: ", 1)[1].split()[1:]
     assert "--resume" in resume and "--name" in resume
-    r = run_cli(*[a if a != "400" else "2" for a in resume])  # the same run, continued (and shortened)
+    r = run_cli_here(*[a if a != "400" else "2" for a in resume])  # the same run, continued (and shortened)
     assert "settings differ" in r.stderr  # --epochs changed: refused, not silently restarted
     r = run_cli(*resume, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -195,9 +195,9 @@ def test_predict_has_quiet_and_similar_answers_in_the_order_asked(tmp_path, imag
 
 @pytest.mark.slow
 def test_update_prints_its_counts_once(tmp_path, image_folder):
-    run_cli("extract", image_folder, "-o", tmp_path / "f", *TINY, "-q")
+    run_cli_here("extract", image_folder, "-o", tmp_path / "f", *TINY, "-q")
     (image_folder / "cats" / "00.jpg").unlink()
-    r = run_cli("extract", image_folder, "-o", tmp_path / "f", *TINY, "-q", "--update")
+    r = run_cli_here("extract", image_folder, "-o", tmp_path / "f", *TINY, "-q", "--update")
     assert r.returncode == 0, r.stderr
     assert (r.stdout + r.stderr).count("removed 1") == 1, r.stdout
 
@@ -219,12 +219,12 @@ def test_links_that_leave_the_folder_are_skipped_by_extract_and_refused_by_the_s
     os.symlink(outside / "00.jpg", image_folder / "cats" / "link.jpg")
     os.symlink(outside, image_folder / "dogs" / "linked_folder")
     os.symlink(image_folder / "cats" / "02.jpg", image_folder / "dogs" / "inside_link.jpg")  # inside: a row
-    r = run_cli("extract", image_folder, "-o", tmp_path / "f", *TINY)
+    r = run_cli_here("extract", image_folder, "-o", tmp_path / "f", *TINY)
     assert r.returncode == 3, r.stderr
     assert "skipped: cats/link.jpg: a link to a file outside the folder" in r.stderr
     assert "skipped: dogs/linked_folder/00.jpg: a link to a file outside the folder" in r.stderr
     fs = tk.load_features(tmp_path / "f")
     assert "dogs/inside_link.jpg" in fs.paths and not any("link" in p and "inside" not in p for p in fs.paths)
     (image_folder / "cats" / "02.jpg").touch()
-    r = run_cli("extract", image_folder, "-o", tmp_path / "f", *TINY, "--update")
+    r = run_cli_here("extract", image_folder, "-o", tmp_path / "f", *TINY, "--update")
     assert "cats/link.jpg" not in tk.load_features(tmp_path / "f").paths

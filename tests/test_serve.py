@@ -4,11 +4,8 @@ bounded load from 16 clients on loopback, a full queue answers 503, and the uplo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
-import socket
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,7 +16,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 import transferkit as tk  # noqa: E402
-from conftest import chromium, dump_dom, make_split_folder  # noqa: E402
+from conftest import chromium, dump_dom, free_port, listening, make_split_folder  # noqa: E402
 from transferkit.serve import Limits, create_app  # noqa: E402
 from transferkit.serve.batcher import MicroBatcher, QueueFull  # noqa: E402
 
@@ -159,31 +156,6 @@ def test_a_full_queue_answers_503_with_retry_after(served):
     assert set(codes) <= {200, 503} and 200 in codes and 503 in codes, codes
     busy = next(r for r in responses if r.status_code == 503)
     assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def listening(app):
-    """The app served by uvicorn in a thread on a free loopback port; yields the base URL; stops it after."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @pytest.mark.slow

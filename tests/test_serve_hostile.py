@@ -20,15 +20,9 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 import transferkit as tk  # noqa: E402
-from conftest import HERE, make_split_folder  # noqa: E402
+from conftest import HERE, free_port, make_split_folder  # noqa: E402
 
 READ_TIMEOUT = 2  # seconds: short, so the stall tests are quick
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(run, *args, features=None):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from conftest import HERE, make_image, run_cli
+from conftest import HERE, make_image, run_cli, run_cli_here
 from transferkit.errors import TransferkitError
 from transferkit.extract.writer import read_shard_meta
 
@@ -138,9 +138,9 @@ def test_update_killed_at_random_moments_leaves_old_or_new(tmp_path):
         for shard in manifest["shards"]:
             assert read_shard_meta(out / shard["file"]) is not None
     assert kills >= 2
-    final = run_cli("extract", src, "-o", out, "--update", *args)
+    final = run_cli_here("extract", src, "-o", out, "--update", *args)
     assert final.returncode == 0, final.stderr
-    assert run_cli("extract", src, "-o", tmp_path / "fresh", *args).returncode == 0
+    assert run_cli_here("extract", src, "-o", tmp_path / "fresh", *args).returncode == 0
     a, b = tk.load_features(out), tk.load_features(tmp_path / "fresh")
     assert a.paths == b.paths and len(a) == 320
     np.testing.assert_allclose(a.matrix, b.matrix, atol=1e-5)

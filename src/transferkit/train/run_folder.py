@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import datetime as _dt
 import functools
@@ -172,6 +173,7 @@ class RunFolder:
 
     def __init__(self, path):
         self.path = Path(path)
+        self._read_cache: dict[Path, tuple] = {}
 
     @classmethod
     def create(cls, run_dir=None, *, runs_root="runs", name: str | None = None, default_name: str = "run",
@@ -342,9 +344,15 @@ class RunFolder:
         return [RunFolder(p) for p in found if (p / "model.keras").is_file()]
 
     def _read_json(self, path: Path, name: str) -> dict:
+        """The file's object, read once per version of the file (a copy each time, so callers may change it)."""
         if not path.is_file():
             raise TransferkitError(f"{str(self.path)!r} is not a finished run folder: it has no {name} (train it to "
                                    "the end, or pass another folder).")
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        cached = self._read_cache.get(path)
+        if cached is not None and cached[0] == version:
+            return copy.deepcopy(cached[1])
         try:
             value = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
@@ -352,7 +360,8 @@ class RunFolder:
                                    "restore the file.") from None
         if not isinstance(value, dict):
             raise TransferkitError(f"{path} is damaged: it holds a JSON {type(value).__name__}, not an object.")
-        return value
+        self._read_cache[path] = (version, value)
+        return copy.deepcopy(value)
 
     def _read_state(self, number: int) -> dict:
         state = self._state_file(number)
