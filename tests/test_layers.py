@@ -18,6 +18,7 @@ LAYERS = [
     {"transferkit.errors", "transferkit.backend", "transferkit.files", "transferkit._version", "transferkit.interrupts",
      "transferkit.templates"},
     {"transferkit.data"},
+    {"transferkit.probe"},
     {"transferkit.backbones"},
     {"transferkit.extract"},
     {"transferkit.search"},
@@ -25,6 +26,7 @@ LAYERS = [
     {"transferkit.train"},
     {"transferkit.audit"},
     {"transferkit.serve"},
+    {"transferkit.label"},
     {"transferkit.pictures", "transferkit.demo", "transferkit.cli"},
 ]
 

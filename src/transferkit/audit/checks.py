@@ -8,12 +8,12 @@ import numpy as np
 
 from ..data.decode import DecodeError, load_image, open_regular
 from ..data.folder import ImageIndex
-from ..data.folds import stratified_folds
 from ..errors import TransferkitError, install_hint
 from ..search.api import rank_outliers
 from ..search.index import SearchIndex, normalize
 from ..search.near_duplicates import NEIGHBOURHOOD, group_pairs, standing_out
 from ..search.scan import Pairs, pairs_of, scan
+from .. import probe
 from .findings import Finding
 
 CONSTANT_STD = 1.0  # grey levels (0–255) of a 32 × 32 rendering: below this an image is one flat colour
@@ -67,21 +67,9 @@ def image_checks(index: ImageIndex, split: list[str], *, min_size: int,
 
 def out_of_fold_probabilities(x: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0,
                               class_names=None) -> np.ndarray:
-    """Each row's class probabilities from a classifier that never saw it: a logistic regression on the
-    standardised features, trained on the other `folds` − 1 stratified folds (`stratified_folds`)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    assigned = stratified_folds(labels, folds, seed, class_names)
-    n_classes = int(labels.max()) + 1 if class_names is None else len(class_names)
-    probs = np.zeros((len(x), n_classes), np.float64)
-    for k in range(folds):
-        held = assigned == k
-        scaler = StandardScaler().fit(x[~held])
-        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
-        clf.fit(scaler.transform(x[~held]), labels[~held])
-        probs[np.ix_(held, clf.classes_)] = clf.predict_proba(scaler.transform(x[held]))
-    return probs
+    """Each row's class probabilities from a classifier that never saw it: a logistic regression (C = `C`) on the
+    standardised features, trained on the other `folds` − 1 stratified folds (`transferkit.probe`)."""
+    return probe.out_of_fold_probabilities(x, labels, folds, seed, class_names, C=C)
 
 
 def label_findings(paths: list[str], split: list[str], labels: np.ndarray, probs: np.ndarray,

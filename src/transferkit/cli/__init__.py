@@ -10,11 +10,11 @@ import traceback
 import warnings
 
 from ..errors import Interrupted, SkippedFileWarning, TransferkitError, plural
-from . import (audit, demo, duplicates, evaluate, explore, export, extract, import_features, index, layers, lr_find,
-               models, predict, predict_imagenet, report, serve, similar, train, viz)
+from . import (audit, demo, duplicates, evaluate, explore, export, extract, import_features, index, label, layers,
+               lr_find, models, predict, predict_imagenet, report, serve, similar, train, viz)
 
 COMMANDS = [models, layers, extract, predict_imagenet, train, lr_find, predict, evaluate, export, report, audit,
-            similar, duplicates, explore, index, import_features, serve, viz, demo]
+            similar, duplicates, explore, index, import_features, serve, label, viz, demo]
 
 
 def _parser() -> argparse.ArgumentParser:
