@@ -2,6 +2,7 @@
 digits and on ELPV (binary and 4-class), EfficientNet-Lite0 features, mean of 3 seeds, random beside each.
 
     python bench/label_strategies.py [--data digits,elpv-binary,elpv-4class] [--seeds 3] [--out bench-label]
+    python bench/label_strategies.py --speed     # one refit and one batch choice on a 10,000-image pool
 
 For every data set: the pool's images and a truth CSV are written under --out, features extracted once (cached
 there), then `transferkit.label.simulate` runs every strategy from zero labels, answering from the truth, and
@@ -86,13 +87,46 @@ def run(name: str, pool: Path, truth: Path, out: Path, seeds: int, precision: st
             "extract_s": extracted, "simulate_s": time.perf_counter() - started}
 
 
+def speed(rows: int = 10_000, dim: int = 1280, labelled: int = 500, classes: int = 10) -> None:
+    """Seconds of one refit (probe fit, the pool's probabilities, the cross-validated estimate) and of choosing
+    the next batch with `auto`, on random features of EfficientNet-Lite0's width."""
+    import tempfile
+
+    from transferkit.label import LabelSession
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (classes, dim))
+    truth = rng.integers(0, classes, rows)
+    x = (centres[truth] + 2.0 * rng.normal(size=(rows, dim))).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [f"/pool/{i}.jpg" for i in range(rows)]
+        session = LabelSession(paths, x, Path(tmp) / "labels.csv", classes=[str(c) for c in range(classes)])
+        for i in range(labelled):
+            session.store.answers[paths[i]] = str(truth[i])  # no journal needed to time the fit
+        times = {"refit": [], "next batch (auto)": []}
+        for _ in range(3):
+            started = time.perf_counter()
+            session.refit()
+            times["refit"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            session.next_batch()
+            times["next batch (auto)"].append(time.perf_counter() - started)
+    print(f"pool {rows} x {dim}, {labelled} labels, {classes} classes: " + ", ".join(
+        f"{k} {min(v):.2f} s (best of 3)" for k, v in times.items()), flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="digits,elpv-binary,elpv-4class")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--precision", default="float32", help="extraction precision (default: float32)")
     parser.add_argument("--out", default="bench-label", type=Path)
+    parser.add_argument("--speed", action="store_true", help="time one refit and one batch choice, then stop")
     args = parser.parse_args(argv)
+    if args.speed:
+        print(f"CPU flags: {cpu_flags()}")
+        speed()
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"CPU flags: {cpu_flags()}; EfficientNet-Lite0 avg_pool features ({args.precision}); seeds {args.seeds}")
     results = []

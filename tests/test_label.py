@@ -38,17 +38,17 @@ def blobs(n_per=40, centres=4, dim=16, seed=0, spread=0.6):
 
 def test_every_answer_is_on_disk_and_undo_works_across_restarts(tmp_path):
     out = tmp_path / "labels.csv"
-    store = AnswerStore(out, given={"/pool/cat/0.jpg": "cat"}, classes=["cat", "dog"])
+    store = AnswerStore(out, given={"/pool/cat/0.jpg": "cat"}, classes=["cat", "dog"], keep=lambda p: True)
     store.answer("/pool/1.jpg", "dog")
     assert read_csv(out) == [("/pool/cat/0.jpg", "cat"), ("/pool/1.jpg", "dog")]  # before the call returned
     store.skip("/pool/2.jpg")
     store.answer("/pool/3.jpg", "bird")  # a new class comes with its first answer
-    again = AnswerStore(out, given={"/pool/cat/0.jpg": "cat"}, classes=["cat", "dog"])  # a restart
+    again = AnswerStore(out, given={"/pool/cat/0.jpg": "cat"}, classes=["cat", "dog"], keep=lambda p: True)
     assert again.labels() == store.labels() and again.skipped == {"/pool/2.jpg"}
     assert again.classes == ["cat", "dog", "bird"] and again.counts() == {"cat": 1, "dog": 1, "bird": 1}
     assert again.undo() == "/pool/3.jpg" and again.undo() == "/pool/2.jpg"  # the skip, given before the restart
     assert read_csv(out) == [("/pool/cat/0.jpg", "cat"), ("/pool/1.jpg", "dog")] and not again.skipped
-    third = AnswerStore(out, given={"/pool/cat/0.jpg": "cat"})
+    third = AnswerStore(out, given={"/pool/cat/0.jpg": "cat"}, keep=lambda p: True)
     assert third.labels() == again.labels() and third.undo() == "/pool/1.jpg" and third.undo() is None
     third.answer("/pool/cat/0.jpg", "dog")  # a given label corrected: the answer wins, undo restores it
     assert dict(read_csv(out)) == {"/pool/cat/0.jpg": "dog"}
@@ -58,18 +58,32 @@ def test_every_answer_is_on_disk_and_undo_works_across_restarts(tmp_path):
 
 def test_a_journal_cut_by_a_kill_loses_only_the_unconfirmed_answer(tmp_path):
     out = tmp_path / "labels.csv"
-    store = AnswerStore(out)
+    store = AnswerStore(out, keep=lambda p: True)
     store.answer("/a.jpg", "x")
     store.answer("/b.jpg", "y")
     with open(journal_path(out), "a") as f:
         f.write('{"do": "label", "path": "/c.jp')  # killed mid-line
     assert AnswerStore(out).labels() == {"/a.jpg": "x", "/b.jpg": "y"}
+    assert read_csv(out) == [("/a.jpg", "x"), ("/b.jpg", "y")]  # written before the cut line
     lines = journal_path(out).read_text().splitlines()
     journal_path(out).write_text("\n".join([lines[0], "garbage", lines[1]]) + "\n")
     from transferkit.errors import TransferkitError
 
     with pytest.raises(TransferkitError, match="line 2, is damaged"):
         AnswerStore(out)
+
+
+def test_an_image_removed_from_the_pool_leaves_the_csv_until_it_returns(tmp_path):
+    out, image = tmp_path / "labels.csv", tmp_path / "a.png"
+    image.write_bytes(b"not read")
+    AnswerStore(out).answer(str(image), "x")
+    assert read_csv(out) == [(str(image), "x")]
+    image.unlink()
+    AnswerStore(out).write_csv()
+    assert read_csv(out) == []  # train would refuse a path that is gone
+    image.write_bytes(b"back")
+    AnswerStore(out).write_csv()
+    assert read_csv(out) == [(str(image), "x")]
 
 
 # --- the strategies ----------------------------------------------------------------------------------------------
@@ -273,6 +287,10 @@ def test_export_predicted_and_simulate_from_the_command(tmp_path, cli):
     assert sorted(label for _, label in read_csv(out)) == ["cat"] * 3 + ["dog"] * 3  # the sub-folders' labels
     predicted = list(csv.DictReader(open(tmp_path / "pred.csv")))
     assert len(predicted) == 20 and all("unlabelled" in row["path"] for row in predicted)
+    from transferkit.audit.run import labelled_images
+
+    index = labelled_images(out)[0]  # what audit, train and train --folds read from a path,label CSV
+    assert len(index) == 6 and index.class_names == ["cat", "dog"]
     make_image(pool_dir / "unlabelled" / "new.png", np.random.default_rng(9), size=(32, 32))  # the pool grows
     truth = tmp_path / "truth.csv"
     truth.write_text("path,label\n" + "".join(

@@ -30,8 +30,9 @@ class NewClass(BaseModel):
 
 
 class Retrainer:
-    """Refits the session's probe in one background thread once `every` labels changed since the last fit, and
-    again after it while more arrived meanwhile; never two fits at once, never a request waiting for one."""
+    """Refits the session's probe in one background thread once `every` answers (or skips, undos) came since the
+    last fit, and again after it while more arrived meanwhile; never two fits at once, never a request waiting
+    for one."""
 
     def __init__(self, session: LabelSession, every: int = RETRAIN_EVERY):
         self.session, self.every = session, every
@@ -39,9 +40,10 @@ class Retrainer:
         self.lock = threading.Lock()
 
     def due(self) -> bool:
-        labelled = len(self.session.labelled_rows()[0])
-        first = self.session.probs is None and len(set(self.session.store.labels().values())) >= 2
-        return first or abs(labelled - self.session.fitted_at) >= self.every
+        session = self.session
+        behind = session.store.version - session.fitted_version
+        first = session.probs is None and len(set(session.store.labels().values())) >= 2
+        return behind > 0 and (first or behind >= self.every)
 
     def poke(self) -> None:
         with self.lock:

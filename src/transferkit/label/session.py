@@ -3,6 +3,7 @@ to ask about."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -65,14 +66,15 @@ class LabelSession:
         self.row_of = {p: i for i, p in enumerate(self.paths)}
         self.x = standardise(matrix)
         self.reduced = reduce_features(self.x, seed=seed)
-        self.store = AnswerStore(csv_path, given=given, classes=classes)
+        self.store = AnswerStore(csv_path, given=given, classes=classes,
+                                 keep=lambda p: p in self.row_of or os.path.exists(p))
         self.strategy, self.batch, self.seed = strategy, batch, seed
         self.rng = np.random.default_rng(seed)
         self.probs: np.ndarray | None = None
         self.estimate: float | None = None
         self.curve: list[dict] = []
         self.lock = threading.RLock()
-        self.fitted_at = -1
+        self.fitted_version = -1  # the answers' version (`AnswerStore.version`) the probe was fitted at
         self.store.write_csv()
         self.refit()
 
@@ -86,19 +88,24 @@ class LabelSession:
 
     def refit(self) -> None:
         """Fit the probe on every label (≥ 2 classes), predict the pool, estimate accuracy by cross-validation
-        and add a point to the curve."""
+        and add a point to the curve. The fit runs outside the session's lock: answers go on meanwhile."""
         with self.lock:
             rows, labels = self.labelled_rows()
-            self.fitted_at = len(rows)
-            if len(np.unique(labels)) < 2:
-                self.probs, self.estimate = None, None
-                return
-            started = time.perf_counter()
-            probe = fit_probe(self.x[rows], labels, len(self.store.classes), C=C, seed=self.seed, standardise=False)
-            self.probs = probe.predict_proba(self.x)
-            self.estimate, _ = cross_validated_accuracy(self.x[rows], labels, self.seed)
+            n_classes, version = len(self.store.classes), self.store.version
+        if len(np.unique(labels)) < 2:
+            with self.lock:
+                self.probs, self.estimate, self.fitted_version = None, None, version
+            return
+        started = time.perf_counter()
+        probe = fit_probe(self.x[rows], labels, n_classes, C=C, seed=self.seed, standardise=False)
+        probs = probe.predict_proba(self.x)
+        estimate, _ = cross_validated_accuracy(self.x[rows], labels, self.seed)
+        with self.lock:
+            if n_classes < len(self.store.classes):  # a class was added meanwhile: it has no probability yet
+                probs = np.pad(probs, ((0, 0), (0, len(self.store.classes) - n_classes)))
+            self.probs, self.estimate, self.fitted_version = probs, estimate, version
             self.curve = [c for c in self.curve if c["labels"] < len(rows)]
-            self.curve.append({"labels": len(rows), "cv_accuracy": self.estimate,
+            self.curve.append({"labels": len(rows), "cv_accuracy": estimate,
                                "seconds": round(time.perf_counter() - started, 3)})
 
     # --- asking ---------------------------------------------------------------------------------------------
@@ -170,7 +177,7 @@ class LabelSession:
         if not 0.0 <= min_confidence <= 1.0:
             raise TransferkitError(f"--min-confidence must be between 0 and 1. Received: {min_confidence}")
         with self.lock:
-            if self.fitted_at != len(self.labelled_rows()[0]):
+            if self.fitted_version != self.store.version:
                 self.refit()
             if self.probs is None:
                 raise TransferkitError("No model yet: label images of at least two classes first.")

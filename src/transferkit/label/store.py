@@ -31,6 +31,8 @@ class AnswerStore:
         csv_path: the labels CSV to write (`labels.csv`); its journal is `journal_path(csv_path)`.
         given: absolute path -> class name, labels that came with the pool.
         classes: class names known before any answer (new ones come with answers or `add_class`).
+        keep: which labelled paths the CSV lists (default: those that exist); an answer for an image removed since
+            stays in the journal and returns to the CSV with the image.
 
     Example:
     >>> store = AnswerStore(tmp / "labels.csv", given={"/pool/cat/1.jpg": "cat"}, classes=["cat", "dog"])  # doctest: +SKIP
@@ -38,8 +40,10 @@ class AnswerStore:
     '/pool/2.jpg'
     """
 
-    def __init__(self, csv_path, *, given: dict[str, str] | None = None, classes: list[str] | None = None):
+    def __init__(self, csv_path, *, given: dict[str, str] | None = None, classes: list[str] | None = None,
+                 keep=os.path.exists):
         self.csv_path = Path(csv_path)
+        self.keep = keep
         self.journal = journal_path(self.csv_path)
         self.given = dict(given or {})
         self.classes: list[str] = []
@@ -48,6 +52,7 @@ class AnswerStore:
         self.answers: dict[str, str] = {}  # path -> class, in the order answered
         self.skipped: set[str] = set()
         self._stack: list[tuple[str, str | None]] = []  # (path, class or None for a skip), undoable
+        self.version = 0  # events applied: a model fitted at an older version is out of date
         for event in self._read_journal():
             self._apply(event)
 
@@ -103,7 +108,7 @@ class AnswerStore:
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["path", "label"])
-        writer.writerows(self.labels().items())
+        writer.writerows((p, c) for p, c in self.labels().items() if self.keep(p))
         return write_text_atomic(self.csv_path, text.getvalue())
 
     def _read_journal(self) -> list[dict]:
@@ -126,6 +131,7 @@ class AnswerStore:
 
     def _apply(self, event: dict) -> None:
         kind = event["do"]
+        self.version += 1
         if kind == "label":
             path, label = str(event["path"]), str(event["label"])
             if not label.strip():
