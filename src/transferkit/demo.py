@@ -48,13 +48,16 @@ def write_edited_copies(photos: Path, folder: Path) -> Path:
     return folder
 
 
-def write_digits(folder: Path, *, size: int = 32, validation: float = 0.25, seed: int = 0) -> Path:
-    """Write scikit-learn's 1,797 handwritten digits as a `train/ validation/ <digit>/` PNG folder."""
+def write_digits(folder: Path, *, size: int = 32, validation: float = 0.25, seed: int = 0,
+                 classes=range(10)) -> Path:
+    """Write scikit-learn's 1,797 handwritten digits (or those of the digits in `classes`) as a
+    `train/ validation/ <digit>/` PNG folder."""
     from PIL import Image
 
+    wanted = [int(c) for c in classes]
     digits = _need("sklearn.datasets", "scikit-learn").datasets.load_digits()
     rng = np.random.default_rng(seed)
-    for label in range(10):
+    for label in wanted:
         idx = np.flatnonzero(digits.target == label)
         rng.shuffle(idx)
         n_val = int(round(len(idx) * validation))

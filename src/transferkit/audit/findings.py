@@ -99,3 +99,14 @@ class AuditFindings:
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.counts().items() if v)
         return f"AuditFindings({len(self)} rows: {counts or 'none'})"
+
+    def _repr_html_(self, shown: int = 8) -> str:
+        """What a notebook cell shows: the count of each kind and the surest label issues as thumbnails."""
+        from ..data.thumbnails import gallery
+        from ..templates import render_template
+
+        data = self.summary.get("data")
+        root = data if data and Path(data).is_dir() else None
+        worst = gallery([(f.path, [f"{f.given} → {f.suggested}", f"{f.score:.2f}"]) for f in self.of("label")[:shown]],
+                        root=root)
+        return render_template("nb_audit.html", total=len(self), counts=list(self.counts().items()), worst=worst)

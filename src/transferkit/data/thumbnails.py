@@ -42,3 +42,18 @@ def preview_jpeg(path: Path, size: int, quality: int = 75) -> bytes:
     except (OSError, ValueError, Image.DecompressionBombError, DecodeError):
         return b""
     return buf.getvalue()
+
+
+def gallery(entries, root=None) -> list[dict]:
+    """Thumbnails with captions for a page or a notebook cell: `entries` are (path, caption lines); a relative
+    path is read under `root`.
+
+    Example:
+    >>> gallery([("cats/00.jpg", ["cat", "0.97"])], root="images")[0]["lines"]
+    ['cat', '0.97']
+    """
+    items = []
+    for path, lines in entries:
+        full = Path(root) / path if root is not None and not Path(path).is_absolute() else Path(path)
+        items.append({"src": thumbnail(full), "path": str(path), "lines": [str(line) for line in lines]})
+    return items

@@ -13,7 +13,7 @@ from .manifest import input_config_of, read_manifest  # noqa: F401  (read here; 
 from .writer import MANIFEST
 
 
-@dataclass
+@dataclass(repr=False)
 class FeatureSet:
     """Features of a set of images, one row per image that could be read.
 
@@ -57,6 +57,36 @@ class FeatureSet:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def _shape(self) -> str:
+        return ", ".join(f"{name} {' × '.join(map(str, a.shape[1:]))}" for name, a in self.features.items())
+
+    def _model(self) -> str:
+        settings = self.manifest.get("settings") or {}
+        return str(settings.get("model") or self.manifest.get("model") or "?")
+
+    def __repr__(self) -> str:
+        model = self._model()
+        classes = f", {len(self.class_names)} classes" if self.class_names else ", unlabelled"
+        return (f"FeatureSet({len(self)} rows, {model} {self._shape()}{classes}, "
+                f"{len(self.skipped)} skipped, folder={self.folder!r})")
+
+    def _repr_html_(self) -> str:
+        """What a notebook cell shows: the shape, model, layer, input and a strip of the first images."""
+        from ..data.thumbnails import gallery
+        from ..templates import render_template
+
+        try:
+            shown = self.input_config.describe()
+        except (TransferkitError, KeyError, TypeError):  # a set imported from elsewhere has no input
+            shown = "?"
+        facts = [("model", self._model()), ("layers", self._shape()), ("input", shown),
+                 ("classes", ", ".join(self.class_names) if self.class_names else "unlabelled"),
+                 ("skipped", len(self.skipped)), ("folder", self.folder)]
+        strip = gallery([(p, [p if len(p) <= 24 else "…" + p[-23:]]
+                          + ([self.class_names[int(self.labels[i])]] if self.labels is not None else []))
+                         for i, p in enumerate(self.paths[:8])], root=self.root)
+        return render_template("nb_features.html", rows=len(self), shape=self._shape(), facts=facts, strip=strip)
 
 
 def load_features(out, layers=None) -> FeatureSet:

@@ -22,6 +22,29 @@ class Match:
     similarity: float
 
 
+class Matches(list):
+    """`Match` rows (a list), shown in a notebook as each query beside its most similar images."""
+
+    def __init__(self, rows=(), root: str = ""):
+        super().__init__(rows)
+        self.root = root
+
+    def _repr_html_(self, shown: int = 8) -> str:
+        from ..data.thumbnails import gallery
+        from ..templates import render_template
+
+        by_query: dict[str, list[Match]] = {}
+        for m in self:
+            by_query.setdefault(m.query, []).append(m)
+        groups = [{"caption": f"most similar to {query}",
+                   "images": gallery([(query, ["query"])], root=self.root)
+                   + gallery([(m.path, [m.path if len(m.path) <= 24 else "…" + m.path[-23:], f"{m.similarity:.3f}"])
+                              for m in rows], root=self.root)}
+                  for query, rows in list(by_query.items())[:shown]]
+        return render_template("nb_images.html", title=f"{len(self)} similar images", groups=groups,
+                               more=max(0, len(by_query) - shown))
+
+
 def _as_index(features, layer=None) -> SearchIndex:
     """A `SearchIndex` from an index, an extraction output folder, or a `FeatureSet` read from one."""
     if isinstance(features, SearchIndex):
@@ -101,9 +124,9 @@ def similar(features, query, *, k: int = 10, layer: str | None = None) -> tuple[
                                f"Received: k={k}")
     names, vectors, skipped = query_vectors(index, query)
     if not len(vectors):
-        return [], skipped
+        return Matches([], index.root), skipped
     sims, rows = index.search(vectors, min(k + 1, len(index)))
-    matches = []
+    matches = Matches([], index.root)
     for name, srow, rrow in zip(names, sims, rows):
         kept = [(s, r) for s, r in zip(srow, rrow) if r >= 0 and index.paths[r] != name][:k]
         matches += [Match(name, rank, index.paths[r], float(s)) for rank, (s, r) in enumerate(kept, 1)]

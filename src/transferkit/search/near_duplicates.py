@@ -38,7 +38,7 @@ MAX_NEIGHBOURS = 20
 DUPLICATE_NPROBE = 8
 
 
-@dataclass
+@dataclass(repr=False)
 class DuplicateGroups:
     """Near-duplicate groups: each a list of (path, similarity to the group's kept image), the kept image first
     (similarity 1.0), then its near-duplicates, most similar first.
@@ -51,6 +51,7 @@ class DuplicateGroups:
 
     groups: list[list[tuple[str, float]]]
     threshold: float
+    root: str = ""  # the folder the paths are relative to (thumbnails in a notebook)
 
     @property
     def removable(self) -> int:
@@ -66,6 +67,21 @@ class DuplicateGroups:
         return (f"{len(self.groups)} groups of near-duplicates ({images} images); {self.removable} could be "
                 f"removed, keeping the first of each group (each one a near-duplicate of it, similarity >= "
                 f"{self.threshold:g}).")
+
+    def __repr__(self) -> str:
+        return f"DuplicateGroups({self.summary()})"
+
+    def _repr_html_(self, shown: int = 12) -> str:
+        """What a notebook cell shows: each group's images side by side, the kept one first, with similarities."""
+        from ..data.thumbnails import gallery
+        from ..templates import render_template
+
+        groups = [{"caption": f"group {i}: keep {g[0][0]}",
+                   "images": gallery([(p, [p if len(p) <= 24 else "…" + p[-23:], "kept" if j == 0 else f"{s:.3f}"])
+                                     for j, (p, s) in enumerate(g)], root=self.root or None)}
+                  for i, g in enumerate(self.groups[:shown], 1)]
+        return render_template("nb_images.html", title=self.summary(), groups=groups,
+                               more=max(0, len(self.groups) - shown))
 
 
 def check_threshold(threshold) -> float:
@@ -140,7 +156,7 @@ def group_pairs(index: SearchIndex, pairs: Pairs, threshold: float) -> Duplicate
 
     n = len(index)
     if not len(pairs):
-        return DuplicateGroups([], float(threshold))
+        return DuplicateGroups([], float(threshold), index.root)
     ones = np.ones(2 * len(pairs), np.int8)
     graph = coo_matrix((ones, (np.concatenate([pairs.a, pairs.b]), np.concatenate([pairs.b, pairs.a]))),
                        shape=(n, n)).tocsr()
@@ -162,4 +178,4 @@ def group_pairs(index: SearchIndex, pairs: Pairs, threshold: float) -> Duplicate
         groups.append([(index.paths[keeper], 1.0)] + [(index.paths[members[m]], float(sims[m]))
                                                        for m in by_similarity])
     groups.sort(key=lambda g: (-len(g), g[0][0]))
-    return DuplicateGroups(groups, float(threshold))
+    return DuplicateGroups(groups, float(threshold), index.root)

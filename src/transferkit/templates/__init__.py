@@ -7,6 +7,15 @@ import functools
 from importlib import resources
 
 
+def png_data_url(path) -> str:
+    """A PNG file as a data URL, for a page or a notebook cell ('' when the file is missing)."""
+    import base64
+    from pathlib import Path
+
+    path = Path(path)
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
+
+
 def static_file(name: str) -> str:
     """The text of a static file shipped beside the templates (the upload page's script)."""
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")

@@ -243,12 +243,18 @@ def _converter_output_hidden():
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(handler)
+    # TensorFlow's logger has its own handler on the stream it found first (a notebook cell's): its INFO lines
+    # ("Assets written to …") would pass the redirection below
+    tf_logger = logging.getLogger("tensorflow")
+    tf_level = tf_logger.level
+    tf_logger.setLevel(max(tf_level, logging.WARNING))
     try:
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), quiet_native_stderr():
             yield captured
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+        tf_logger.setLevel(tf_level)
         captured.append(buffer.getvalue())
 
 

@@ -23,7 +23,7 @@ SMOOTHING = 0.98  # of the loss curve: an exponential moving average, bias-corre
 DIVERGED = 4.0  # the sweep stops once the smoothed loss exceeds this many times its minimum
 
 
-@dataclass
+@dataclass(repr=False)
 class LRFinderResult:
     """The sweep: learning rates, raw and smoothed losses per step, and the suggested rate (the "valley")."""
 
@@ -35,6 +35,16 @@ class LRFinderResult:
     plot: Path | None = None
     stopped_early: bool = False
     config: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"LRFinderResult({self.summary()})"
+
+    def _repr_html_(self) -> str:
+        """What a notebook cell shows: the plot of loss against learning rate and the suggested rate."""
+        from ..templates import png_data_url, render_template
+
+        return render_template("nb_lr_find.html", summary=self.summary(),
+                               plot=png_data_url(self.plot) if self.plot else "")
 
     def summary(self) -> str:
         end = "stopped when the loss diverged" if self.stopped_early else "swept to the end"

@@ -3,7 +3,6 @@ scores, confusion matrix, the worst mistakes with Grad-CAM, and (features runs) 
 
 from __future__ import annotations
 
-import base64
 import csv
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from ..errors import TransferkitError
 from ..files import write_text_atomic
-from ..templates import render_template
+from ..templates import png_data_url, render_template
 from .run_folder import RunFolder, read_history_csv
 
 TOP_LOSSES = 6
@@ -21,8 +20,17 @@ CONFIG_ROWS = ("model", "strategy", "input", "crop", "weights", "pooling", "laye
                "validation_split", "folds", "seeds", "precision", "seed", "backend", "created", "transferkit_version")
 
 
-def _png(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode() if Path(path).is_file() else ""
+def run_view(run, config: dict, metrics: dict) -> str:
+    """A finished run as a notebook cell shows it (the same numbers as report.html, the pictures inline)."""
+    run = Path(run)
+    accuracy = metrics.get("accuracy")
+    facts = [("strategy", config.get("strategy")), ("model", config.get("model")),
+             ("validation images", metrics.get("n")), ("loss", f"{metrics.get('loss', float('nan')):.4f}"),
+             ("stages", ", ".join(f"{st.get('stage')} {st.get('epochs')} epochs" for st in metrics.get("stages", [])))]
+    return render_template("nb_run.html", run=str(run), facts=facts,
+                           accuracy=f"{accuracy:.1%}" if isinstance(accuracy, (int, float)) else "?",
+                           per_class=list((metrics.get("per_class") or {}).items()),
+                           curves=png_data_url(run / "curves.png"), confusion=png_data_url(run / "confusion.png"))
 
 
 def _settings_rows(config: dict) -> list[tuple[str, object]]:
@@ -73,7 +81,7 @@ def _embedding(run: Path, metrics: dict) -> str:
     if not cache or not Path(cache).is_dir():
         return ""
     try:
-        return _png(plot_embedding(cache, run / "embedding.png"))
+        return png_data_url(plot_embedding(cache, run / "embedding.png"))
     except TransferkitError:
         return ""
 
@@ -102,7 +110,7 @@ def write_report(run) -> Path:
     page = render_template(
         "report.html", title=f"{config.get('model')} {config.get('strategy')} — {run.name}", metrics=metrics,
         class_names=config.get("class_names", []), settings_rows=_settings_rows(config), mistakes=losses,
-        curves=_png(curves), confusion=_png(run / "confusion.png"), embedding=embedding)
+        curves=png_data_url(curves), confusion=png_data_url(run / "confusion.png"), embedding=embedding)
     out = run / "report.html"
     write_text_atomic(out, page)
     return out
@@ -117,7 +125,7 @@ def write_repeated_report(run: Path, config: dict, metrics: dict) -> Path:
     """`RUN/report.html` of a k-fold or repeated-seed run: one row per run (linking to its own report), the
     mean ± standard deviation, and every run's curves."""
     entries = repeated_runs(metrics)
-    curves = [(e["run"], _png(run / e["run"] / "curves.png")) for e in entries
+    curves = [(e["run"], png_data_url(run / e["run"] / "curves.png")) for e in entries
               if (run / e["run"] / "curves.png").is_file()]
     kind = "folds" if config.get("folds") else "seeds"
     what = (f"Each of the {len(entries)} runs trains on the other folds of every labelled image and is "

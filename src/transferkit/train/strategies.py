@@ -28,7 +28,7 @@ from .use import evaluate_model
 __all__ = ["STRATEGIES", "TrainResult", "train_run"]
 
 
-@dataclass
+@dataclass(repr=False)
 class TrainResult:
     """What a training run produced: its folder, the Keras model, merged history and validation metrics."""
 
@@ -38,6 +38,18 @@ class TrainResult:
     metrics: dict
     config: dict
     stages: list = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        accuracy = self.metrics.get("accuracy")
+        shown = f"{accuracy:.1%}" if isinstance(accuracy, (int, float)) else "?"
+        return (f"TrainResult(run_dir={str(self.run_dir)!r}, strategy={self.config.get('strategy')!r}, "
+                f"model={self.config.get('model')!r}, validation accuracy {shown} of {self.metrics.get('n', '?')})")
+
+    def _repr_html_(self) -> str:
+        """What a notebook cell shows: the metrics, per-class scores, the curves and the confusion matrix."""
+        from .report import run_view
+
+        return run_view(self.run_dir, self.config, self.metrics)
 
 
 @dataclass
