@@ -196,6 +196,7 @@ def test_the_page_api_answers_undoes_and_refuses_bad_input_with_one_line(tmp_pat
     page = client.get("/")
     assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
     assert '<script src="/label.js">' in page.text and client.get("/label.js").status_code == 200
+    assert client.get("/health").json()["status"] == "ok"
     bad = {"no such row": client.post("/api/answer", json={"index": 99, "label": "a"}),
            "slash in a class": client.post("/api/class", json={"name": "a/b"}),
            "not JSON": client.post("/api/answer", content=b"{", headers={"content-type": "application/json"}),

@@ -82,7 +82,7 @@ def create_label_app(session: LabelSession, *, hosts: set[str] | None = None, ma
     0
     """
     try:
-        from fastapi import FastAPI, Request
+        from fastapi import FastAPI
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import HTMLResponse, JSONResponse, Response
         from starlette.exceptions import HTTPException
@@ -171,7 +171,7 @@ def create_label_app(session: LabelSession, *, hosts: set[str] | None = None, ma
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/health")
-    def health(request: Request):
+    def health():
         return {"status": "ok", "transferkit_version": __version__}
 
     return app
