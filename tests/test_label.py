@@ -310,9 +310,12 @@ def test_bad_options_and_a_taken_port_are_one_line_before_anything_is_written(tm
     import socket
 
     pool_dir = make_pool(tmp_path / "pool", n=2)
+    bad_csv = tmp_path / "given.csv"
+    bad_csv.write_text("file,class\na.png,cat\n")
     for args, expect in [(["--strategy", "best"], "invalid choice"), (["--batch", "0"], "from 1"),
                          (["--min-confidence", "2"], "a probability in"),
-                         (["--simulate", tmp_path / "none.csv"], "does not exist")]:
+                         (["--simulate", tmp_path / "none.csv"], "does not exist"),
+                         (["--labels", bad_csv], "needs a header row `path,label`")]:
         r = cli("label", pool_dir, "-o", tmp_path / "labels.csv", *TINY, *args)
         assert r.returncode in (1, 2) and expect in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
     with socket.socket() as held:

@@ -71,6 +71,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..label.run import check_options, open_session, pool_features
+    from ..label.store import read_label_csv
 
     check_options(strategy=args.strategy, batch=args.batch, budget=args.budget, seeds=args.seeds,
                   min_confidence=args.min_confidence)
@@ -85,6 +86,9 @@ def run(args) -> int:
         from ..errors import TransferkitError
 
         raise TransferkitError(f"--simulate {args.simulate!r} does not exist; pass a path,label CSV of the pool.")
+    for option, table in (("--labels", args.labels), ("--simulate", args.simulate)):
+        if table is not None:
+            read_label_csv(table, option)  # a CSV without path,label is refused before the extraction
     import_keras()
     fs = pool_features(args.pool, args.features, out=args.output, model=args.model, input_size=args.input_size,
                        weights=args.weights, precision=args.precision, batch_size=args.batch_size, quiet=args.quiet)

@@ -11,6 +11,7 @@ from ..backbones.registry import DEFAULT_MODEL
 from ..errors import TransferkitError, check_one_of, check_positive_int
 from .select import STRATEGIES
 from .session import LabelSession
+from .store import read_label_csv
 
 UNLABELLED_FOLDERS = ("unlabelled", "unlabeled")  # sub-folders whose images wait for labels like top-level ones
 
@@ -44,21 +45,7 @@ def given_labels(root, paths: list[str], labels_csv=None) -> dict[str, str]:
         if "/" in p and head.lower() not in UNLABELLED_FOLDERS:
             given[str(root / p)] = head
     if labels_csv is not None:
-        import csv
-
-        table = Path(labels_csv)
-        try:
-            with open(table, newline="", encoding="utf-8-sig") as f:
-                rows = list(csv.DictReader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise TransferkitError(f"Cannot read --labels {str(table)!r}: {exc}") from None
-        if rows and not {"path", "label"} <= set(rows[0]):
-            raise TransferkitError(f"--labels {str(table)!r} needs a header row `path,label`. Received: "
-                                   f"{sorted(rows[0])}")
-        for row in rows:
-            p = Path(row["path"])
-            if row["label"] and row["label"].strip():
-                given[str((p if p.is_absolute() else table.parent / p).resolve())] = row["label"].strip()
+        given.update(read_label_csv(labels_csv, "--labels"))
     return given
 
 

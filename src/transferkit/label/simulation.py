@@ -15,6 +15,7 @@ from ..files import atomic_path, write_json_atomic, write_text_atomic
 from ..probe import fit_probe
 from .select import STRATEGIES, Pool, reduce_features
 from .session import C, standardise
+from .store import read_label_csv
 
 REACH = 0.95  # "labels needed": the first count whose mean accuracy reaches this share of the all-labels accuracy
 
@@ -54,22 +55,9 @@ class Simulation:
 
 def read_truth(path, pool_paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The pool rows TRUTH.csv labels (`path,label`; relative paths from the CSV's folder) and their classes."""
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            table = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise TransferkitError(f"Cannot read --simulate {str(path)!r}: {exc}") from None
-    if not table or not {"path", "label"} <= set(table[0]):
-        raise TransferkitError(f"--simulate {str(path)!r} needs a header `path,label` and one row per image.")
-    row_of = {p: i for i, p in enumerate(pool_paths)}
-    rows, names = [], []
-    for entry in table:
-        p = Path(entry["path"])
-        key = str((p if p.is_absolute() else path.parent / p).resolve())
-        if key in row_of and entry["label"].strip():
-            rows.append(row_of[key])
-            names.append(entry["label"].strip())
+    truth = read_label_csv(path, "--simulate")
+    rows = [i for i, p in enumerate(pool_paths) if p in truth]
+    names = [truth[pool_paths[i]] for i in rows]
     if len(set(names)) < 2:
         raise TransferkitError(f"--simulate {str(path)!r} labels {len(rows)} of the pool's {len(pool_paths)} images "
                                f"with {len(set(names))} class(es); it needs at least 2 classes of pool images.")

@@ -14,6 +14,26 @@ from ..errors import TransferkitError
 from ..files import write_text_atomic
 
 
+def read_label_csv(path, option: str) -> dict[str, str]:
+    """Absolute path -> class of a `path,label` CSV (relative paths from the CSV's folder; rows without a label
+    left out); `option` names where the CSV came from in an error (`--labels`, `--simulate`)."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise TransferkitError(f"Cannot read {option} {str(path)!r}: {exc}") from None
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise TransferkitError(f"{option} {str(path)!r} needs a header row `path,label` and one row per image. "
+                               f"Received: header={sorted(rows[0]) if rows else []}")
+    labels = {}
+    for row in rows:
+        given, label = Path((row["path"] or "").strip()), (row["label"] or "").strip()
+        if label and str(given) != ".":
+            labels[str((given if given.is_absolute() else path.parent / given).resolve())] = label
+    return labels
+
+
 def journal_path(csv_path) -> Path:
     """Where the journal of `labels.csv` lives: `labels.journal.jsonl` beside it."""
     csv_path = Path(csv_path)
