@@ -83,12 +83,9 @@ def create_label_app(session: LabelSession, *, hosts: set[str] | None = None, ma
     """
     try:
         from fastapi import FastAPI
-        from fastapi.exceptions import RequestValidationError
-        from fastapi.responses import HTMLResponse, JSONResponse, Response
-        from starlette.exceptions import HTTPException
+        from fastapi.responses import HTMLResponse, Response
     except ImportError:
         raise TransferkitError(f"transferkit label needs FastAPI and uvicorn: {install_hint('label')}.") from None
-    from ..serve.app import validation_message
     from ..serve.guard import Guard
     from ..templates import render_template, static_file
 
@@ -98,6 +95,33 @@ def create_label_app(session: LabelSession, *, hosts: set[str] | None = None, ma
     app.state.retrainer = retrainer
     page = render_template("label.html", title=f"Labelling {len(session.paths)} images")
     script = static_file("label.js")
+
+    _answer_errors_as_json(app)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index():
+        return page
+
+    @app.get("/label.js")
+    def label_script():
+        return Response(script, media_type="text/javascript")
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "transferkit_version": __version__}
+
+    app.include_router(_api(session, retrainer))
+    return app
+
+
+def _answer_errors_as_json(app) -> None:
+    """Every error answer is `{"error": "one line"}`: a refused value 400, a malformed request 422, the
+    framework's own (unknown path, wrong method) its status."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
+    from ..serve.app import validation_message
 
     async def refused(request, exc):
         return JSONResponse({"error": str(exc)}, status_code=400)
@@ -112,19 +136,19 @@ def create_label_app(session: LabelSession, *, hosts: set[str] | None = None, ma
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, framework)
 
-    @app.get("/", response_class=HTMLResponse)
-    def index():
-        return page
 
-    @app.get("/label.js")
-    def label_script():
-        return Response(script, media_type="text/javascript")
+def _api(session: LabelSession, retrainer: Retrainer):
+    """The page's JSON API and its images: what to ask next, answers, undo, new classes, the model's progress."""
+    from fastapi import APIRouter
+    from fastapi.responses import JSONResponse, Response
 
-    @app.get("/api/status")
+    api = APIRouter()
+
+    @api.get("/api/status")
     def status():
         return session.status()
 
-    @app.get("/api/next")
+    @api.get("/api/next")
     def next_images(k: int = 0, exclude: str = ""):
         try:
             excluded = [int(v) for v in exclude.split(",") if v.strip()]
@@ -133,12 +157,12 @@ def create_label_app(session: LabelSession, *, hosts: set[str] | None = None, ma
         excluded = [i for i in excluded if 0 <= i < len(session.paths)]
         return {"items": session.next_batch(k if 0 < k <= 100 else None, exclude=excluded)}
 
-    @app.get("/api/item/{index}")
+    @api.get("/api/item/{index}")
     def item(index: int):
         session.path_of(index)
         return session.describe(index)
 
-    @app.post("/api/answer")
+    @api.post("/api/answer")
     def answer(body: Answer):
         session.path_of(body.index)
         if body.label not in session.store.classes:
@@ -147,34 +171,30 @@ def create_label_app(session: LabelSession, *, hosts: set[str] | None = None, ma
         retrainer.poke()
         return session.status()
 
-    @app.post("/api/skip")
+    @api.post("/api/skip")
     def skip(body: Skip):
         session.skip(body.index)
         return session.status()
 
-    @app.post("/api/undo")
+    @api.post("/api/undo")
     def undo():
         row = session.undo()
         retrainer.poke()
         return {"item": session.describe(row) if row is not None else None, "status": session.status()}
 
-    @app.post("/api/class")
+    @api.post("/api/class")
     def new_class(body: NewClass):
         session.add_class(body.name)
         return session.status()
 
-    @app.get("/image/{index}")
+    @api.get("/image/{index}")
     def image(index: int):
         data = preview_jpeg(session.path_of(index), PREVIEW)
         if not data:
             return JSONResponse({"error": f"image {index} can no longer be read"}, status_code=404)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    @app.get("/health")
-    def health():
-        return {"status": "ok", "transferkit_version": __version__}
-
-    return app
+    return api
 
 
 def serve_label_page(session: LabelSession, *, host: str = "127.0.0.1", port: int = 8000, sock=None,

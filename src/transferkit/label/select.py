@@ -113,7 +113,7 @@ def auto(pool: Pool, k: int, rng: np.random.Generator) -> np.ndarray:
     per_class = pool.labelled.sum() / max(pool.n_classes, 1)
     if pool.probs is None or pool.n_classes < 2 or per_class < TYPICAL_PER_CLASS:
         return typical(pool, k, rng)
-    return (diverse_margin if CANDIDATES > 1 else margin)(pool, k, rng)
+    return diverse_margin(pool, k, rng)
 
 
 STRATEGIES = {"auto": auto, "random": random_choice, "margin": margin, "typical": typical,
