@@ -44,8 +44,8 @@ def register(sub):
     add_precision(p)
     add_batch_size(p)
     p.add_argument("--strategy", default=d["strategy"], choices=list(STRATEGIES),
-                   help=f"which images to ask about (default: {d['strategy']}: typical ones first, then uncertain "
-                        "ones in diverse batches)")
+                   help=f"which images to ask about (default: {d['strategy']}, the one measured best: the image the "
+                        "model is least sure of)")
     p.add_argument("--batch", type=integer(1, 100), default=d["batch"], metavar="N",
                    help=f"images chosen at a time (default: {d['batch']})")
     p.add_argument("--seed", type=SEED, default=d["seed"], help=f"selection's random state (default: {d['seed']})")
