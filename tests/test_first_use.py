@@ -103,8 +103,10 @@ def test_ctrl_c_during_train_prints_the_command_that_resumes_it(tmp_path):
     data = split_folder(tmp_path / "data", truncated=False)
     env = dict(os.environ, PYTHONPATH=str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     args = ["train", str(data), *TINY, "--epochs", "400", "--runs", str(tmp_path / "runs"), "-q"]
+    # the child takes Ctrl-C as in a terminal, even when the suite runs where SIGINT is ignored (a background job)
     proc = subprocess.Popen([sys.executable, str(HERE / "tk_cli.py"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not list((tmp_path / "runs").glob("*/.stage*")) and not list((tmp_path / "runs").glob("*/history*")):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()

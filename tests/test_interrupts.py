@@ -8,6 +8,16 @@ import pytest
 from transferkit import interrupts
 
 
+
+@pytest.fixture(autouse=True)
+def python_handles_ctrl_c():
+    """Python's own SIGINT handler, as in a terminal, even when the suite runs where SIGINT is ignored (a
+    background job without job control, nohup)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_a_first_ctrl_c_waits_for_check_and_a_second_stops_at_once():
     with pytest.raises(KeyboardInterrupt):
         with interrupts.deferred():
